@@ -1,0 +1,32 @@
+# Two commands on a fresh machine (Python 3.11 + pip):  `make demo`  and  `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat setup.cfg constraints.txt | cksum | cut -d' ' -f1)
+
+.PHONY: install demo test test-fast benchmark clean
+
+$(STAMP): setup.cfg constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	rm -f $(VENV)/.installed-*; touch $@
+
+install: $(STAMP)
+
+# The main job: the demo on the bundled real clip -> annotated video + JSON-lines keypoints in output/demo.
+demo: $(STAMP)
+	$(BIN)/pose-demo demo/assets/demo_skeleton.mp4 --output-dir output/demo $(DEMO_ARGS)
+
+# The whole test suite (what .ci/run calls).
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+benchmark: $(STAMP)
+	$(BIN)/python scripts/benchmark.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) output .pytest_cache

@@ -1,0 +1,46 @@
+"""Shared fixtures: seeded rng, paths to copied real data and to the golden reference files."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "tests" / "data"
+REFERENCE = REPO.parent / "shared" / "reference"
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA
+
+
+def reference_path(name: str) -> Path:
+    """Path of a golden file in ../shared/reference, or skip the test with the reason."""
+    path = REFERENCE / name
+    if not path.exists():
+        pytest.skip(f"golden reference {path} is absent (it lives in ../shared/reference beside the repo, "
+                    "present in CI, not in a user's fresh clone)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def golden():
+    """``golden(name)`` -> loaded npz (dict-like) or JSON of a reference file; skips when absent."""
+    cache = {}
+
+    def load(name: str):
+        if name not in cache:
+            path = reference_path(name)
+            if path.suffix == ".npz":
+                cache[name] = dict(np.load(path, allow_pickle=False))
+            else:
+                import json
+                cache[name] = json.loads(path.read_text())
+        return cache[name]
+
+    return load
