@@ -1,0 +1,69 @@
+"""``pose-eval``: evaluate weights on COCO (OKS AP) or MPII (PCKh) as the official test does.
+
+Examples:
+    pose-eval --cfg configs/coco_hrnet_w32_256x192.yaml --weights model.pth --det-file dets.json
+    pose-eval --cfg configs/coco_hrnet_w32_256x192.yaml --weights hrnet_w32_coco_256x192 --gt-boxes
+    pose-eval --cfg FILE --weights W --decoders quarter,dark,udp   (one forward pass, one AP row each)
+"""
+import argparse
+import sys
+
+from pose.cli.common import add_common_args, run_cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pose-eval", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cfg", help="experiment YAML (official layout); optional for a pose checkpoint")
+    p.add_argument("--weights", help="checkpoint file or zoo name (default: TEST.MODEL_FILE)")
+    boxes = p.add_mutually_exclusive_group()
+    boxes.add_argument("--gt-boxes", action="store_true", help="use ground-truth person boxes")
+    boxes.add_argument("--det-file", help="COCO person detection results JSON (sets TEST.USE_GT_BBOX False)")
+    p.add_argument("--decoders", default="", help="comma-separated refinements to score: none,quarter,dark,udp")
+    p.add_argument("--output-dir", default="output/eval", help="where results and metrics JSON go")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--batch-size", type=int, default=None, help="crops per forward (default TEST.BATCH_SIZE_PER_GPU)")
+    p.add_argument("--workers", type=int, default=0, help="data loader processes")
+    p.add_argument("--skip-missing-images", action="store_true",
+                   help="drop samples whose image file is absent (warning) and score only processed images")
+    p.add_argument("--offline", action="store_true", help="never download; zoo weights must be cached")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+    add_common_args(p)
+    return p
+
+
+def _body(args) -> int:
+    from pose.config import load_config
+    from pose.evaluation import format_table
+    from pose.validation import run_evaluation
+
+    opts = list(args.opts)
+    if args.gt_boxes:
+        opts += ["TEST.USE_GT_BBOX", "True"]
+    if args.det_file:
+        opts += ["TEST.USE_GT_BBOX", "False", "TEST.COCO_BBOX_FILE", args.det_file]
+    cfg = load_config(args.cfg, opts) if args.cfg else None
+    weights = args.weights or (cfg.TEST.MODEL_FILE if cfg is not None else "")
+    if not weights:
+        from pose.errors import ConfigError
+        raise ConfigError("no weights: pass --weights PATH|ZOO_NAME or set TEST.MODEL_FILE in the config")
+    decoders = [d.strip() for d in args.decoders.split(",") if d.strip()]
+    report = run_evaluation(cfg, weights, output_dir=args.output_dir, decoders=decoders,
+                            overrides=[] if cfg is not None else opts, device=args.device, workers=args.workers,
+                            batch_size=args.batch_size, progress=not args.quiet,
+                            skip_missing_images=args.skip_missing_images, offline=args.offline)
+    print(f"boxes:   {report['boxes']}")
+    print(f"weights: {report['weights']}  (flip test {'on' if report['flip_test'] else 'off'}, "
+          f"{report['num_samples']} person samples)")
+    for name, metrics in report["metrics"].items():
+        print(format_table(metrics, name=f"decoder={name}"))
+    print(f"wrote {args.output_dir}/metrics.json")
+    return 0
+
+
+def main(argv=None) -> int:
+    return run_cli("pose-eval", _body, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,493 @@
+"""Keypoints in crop pixels <-> Gaussian heatmaps: targets, decoding, flip test.
+
+:class:`HeatmapCodec` is the only place that knows sigma, the stride, how a Gaussian is rendered,
+how a heatmap is decoded and refined, and how flipped heatmaps are undone. Everything is numpy in
+and out and vectorised over (N persons, K joints); pixel conventions are those of
+:mod:`pose.geometry`.
+
+Encodings (``encoding``):
+    ``"msra"``      official HRNet targets: the peak sits on the integer heatmap pixel
+                    ``int(x / stride + 0.5)``, a ``(6 sigma + 1)^2`` patch pasted clipped.
+    ``"unbiased"``  DarkPose/UDP targets: a Gaussian evaluated at the sub-pixel heatmap position
+                    over the whole map (``x / stride`` for the official grid; ``x * (w-1)/(W-1)``
+                    about the ``(size-1)/2`` centres for UDP, see ``HeatmapCodec.crop_to_heatmap``).
+    Default: ``"unbiased"`` for the ``udp`` decoder, ``"msra"`` otherwise (what official
+    checkpoints were trained with).
+
+Decoders (``decoder``), all returning crop-pixel coordinates and the heatmap maxima as scores:
+    ``"none"``     integer argmax (official ``get_max_preds``: first index on ties, (0, 0) where
+                   the max is <= 0);
+    ``"quarter"``  official POST_PROCESS: +-0.25 px towards the larger neighbour when
+                   ``1 < px < w-1`` and ``1 < py < h-1``;
+    ``"dark"``     DARK: Gaussian modulation (``blur_kernel``), log, one Newton (Taylor) step when
+                   ``1 < px < w-2`` and ``1 < py < h-2``; official ``size/2`` mapping;
+    ``"udp"``      DARK refinement with the UDP ``(size - 1)`` mapping, unbiased targets and no
+                   flip shift (``unbiased`` is True: crops must use ``crop_matrix(..., unbiased=True)``).
+
+Round trips (tested): ``decode(encode(k))`` recovers sub-pixel ``k`` within 0.05 px for ``dark`` and
+``udp`` with unbiased targets. With ``msra`` targets the peak is quantised, so ``quarter``/``none``
+return ``round(x / stride) * stride``: the error is at most ``stride / 2`` per axis (2 px at 4x).
+
+Degenerate maps are defined, not NaN: an all-zero or all-negative map decodes to (0, 0) with its
+maximum as score (official); for DARK the modulated all-zero map is kept at zero (DarkPose makes it
+0/0 = NaN but never uses it). Heatmaps containing NaN or +inf raise ``ValueError``.
+"""
+import logging
+from typing import Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from pose.errors import ConfigError
+from pose.geometry import flip_permutation
+
+logger = logging.getLogger(__name__)
+
+DECODERS = ("none", "quarter", "dark", "udp")
+ENCODINGS = ("msra", "unbiased")
+
+__all__ = [
+    "DECODERS", "ENCODINGS", "HeatmapCodec", "build_codec", "msra_targets", "unbiased_targets",
+    "argmax_heatmaps", "refine_quarter", "dark_modulate", "refine_dark", "flip_back",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Targets
+# --------------------------------------------------------------------------------------------
+def _window_weights(mu: np.ndarray, visible: np.ndarray, heatmap_size, tmp: float) -> np.ndarray:
+    """Official in-map rule: weight 0 unless visible and the 3-sigma window touches the map.
+
+    ``ul = int(mu - tmp)``, ``br = int(mu + tmp + 1)`` with Python ``int`` (truncation toward 0).
+    """
+    w, h = heatmap_size
+    ul = np.trunc(mu - tmp)
+    br = np.trunc(mu + tmp + 1)
+    outside = (ul[..., 0] >= w) | (ul[..., 1] >= h) | (br[..., 0] < 0) | (br[..., 1] < 0)
+    return ((np.asarray(visible) > 0) & ~outside).astype(np.float32)
+
+
+def _check_points(keypoints: np.ndarray, visible: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    k = np.asarray(keypoints, dtype=np.float64)
+    if k.ndim != 3 or k.shape[-1] < 2:
+        raise ValueError(f"keypoints must be (N, K, 2), got shape {k.shape}")
+    v = np.asarray(visible)
+    if v.ndim == 3:          # official (N, K, 1) or (N, K, 3) visibility
+        v = v[..., 0]
+    if v.shape != k.shape[:2]:
+        raise ValueError(f"visible must be (N, K) = {k.shape[:2]}, got shape {v.shape}")
+    return k[..., :2], v
+
+
+def msra_targets(keypoints_crop: np.ndarray, visible: np.ndarray, input_size: Sequence[int],
+                 heatmap_size: Sequence[int], sigma: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Official HRNet Gaussian targets (``JointsDataset.generate_target``), loop-free.
+
+    The peak is the integer pixel ``mu = int(x / stride + 0.5)``; the unnormalised Gaussian patch
+    of ``(6 sigma + 1)`` pixels per side is pasted clipped to the map. Rendered separably: the
+    patch is the outer product of two 1-D Gaussians restricted to the official window.
+
+    Args:
+        keypoints_crop: (N, K, 2) crop-pixel coordinates.
+        visible: (N, K) visibility; > 0 counts as visible (weight 1).
+        input_size, heatmap_size: ``(W, H)`` of the crop and of the heatmap.
+        sigma: Gaussian sigma in heatmap pixels.
+
+    Returns:
+        heatmaps (N, K, h, w) float32, weights (N, K) float32 (0 for invisible or off-map joints).
+    """
+    k, v = _check_points(keypoints_crop, visible)
+    w, h = int(heatmap_size[0]), int(heatmap_size[1])
+    stride = np.array([input_size[0] / w, input_size[1] / h], dtype=np.float64)
+    mu = np.trunc(k / stride + 0.5)                       # int(x / stride + 0.5)
+    tmp = sigma * 3
+    weights = _window_weights(mu, v, (w, h), tmp)
+    ul = np.trunc(mu - tmp)
+    br = np.trunc(mu + tmp + 1)
+    center = float((2 * tmp + 1) // 2)                   # x0 = size // 2 inside the patch
+
+    def axis_profile(n, axis):
+        xs = np.arange(n, dtype=np.float64)
+        lo, hi = ul[..., axis, None], br[..., axis, None]
+        d = xs - lo - center
+        g = np.exp(-(d * d) / (2.0 * sigma * sigma))
+        return np.where((xs >= lo) & (xs < hi), g, 0.0)
+
+    gx = axis_profile(w, 0) * (weights > 0.5)[..., None]
+    gy = axis_profile(h, 1)
+    heatmaps = (gy[..., :, None] * gx[..., None, :]).astype(np.float32)
+    return heatmaps, weights
+
+
+def unbiased_targets(keypoints_hm: np.ndarray, visible: np.ndarray, heatmap_size: Sequence[int],
+                     sigma: float) -> Tuple[np.ndarray, np.ndarray]:
+    """DarkPose/UDP unbiased targets from joints already in heatmap pixels.
+
+    ``exp(-((x - mu_x)^2 + (y - mu_y)^2) / (2 sigma^2))`` over the whole map at sub-pixel ``mu``,
+    no rounding and no window; the weight is 0 for invisible joints and where the 3-sigma window
+    ``[int(mu - 3 sigma), int(mu + 3 sigma + 1)]`` lies fully off the map.
+
+    Returns:
+        heatmaps (N, K, h, w) float32, weights (N, K) float32.
+    """
+    mu, v = _check_points(keypoints_hm, visible)
+    w, h = int(heatmap_size[0]), int(heatmap_size[1])
+    weights = _window_weights(mu, v, (w, h), sigma * 3)
+    inv = 1.0 / (2.0 * sigma * sigma)
+    dx = np.arange(w, dtype=np.float64) - mu[..., 0, None]
+    dy = np.arange(h, dtype=np.float64) - mu[..., 1, None]
+    gx = np.exp(-dx * dx * inv) * (weights > 0.5)[..., None]
+    gy = np.exp(-dy * dy * inv)
+    return (gy[..., :, None] * gx[..., None, :]).astype(np.float32), weights
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding steps (heatmap space)
+# --------------------------------------------------------------------------------------------
+def _check_heatmaps(heatmaps: np.ndarray) -> np.ndarray:
+    hm = np.asarray(heatmaps)
+    if hm.ndim != 4:
+        raise ValueError(f"heatmaps must be (N, K, H, W), got shape {hm.shape}")
+    if hm.dtype != np.float32 and hm.dtype != np.float64:
+        hm = hm.astype(np.float32)
+    return hm
+
+
+def argmax_heatmaps(heatmaps: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Official ``get_max_preds``: integer argmax per map.
+
+    Ties go to the first index in row-major order; coordinates are set to (0, 0) where the
+    maximum is <= 0 (the maximum itself is returned unchanged).
+
+    Args:
+        heatmaps: (N, K, H, W).
+
+    Returns:
+        coords_hm (N, K, 2) float32 ``(x, y)``, maxvals (N, K) float32.
+
+    Raises:
+        ValueError: a map contains NaN or +inf.
+    """
+    hm = _check_heatmaps(heatmaps)
+    n, k, h, w = hm.shape
+    flat = hm.reshape(n, k, h * w)
+    idx = np.argmax(flat, axis=2) if h * w else np.zeros((n, k), np.int64)
+    maxvals = np.take_along_axis(flat, idx[..., None], axis=2)[..., 0].astype(np.float32)
+    if not np.isfinite(maxvals).all():
+        bad = np.argwhere(~np.isfinite(maxvals))
+        raise ValueError(f"heatmaps contain NaN or +inf ({len(bad)} maps, first at person {bad[0][0]}, "
+                         f"joint {bad[0][1]}); expected finite model outputs")
+    coords = np.stack([idx % w, idx // w], axis=2).astype(np.float32)
+    coords *= (maxvals > 0)[..., None]
+    return coords, maxvals
+
+
+def _gather(hm_flat: np.ndarray, w: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``hm[n, k, y, x]`` for index arrays (N, K) (already clipped into the map)."""
+    return np.take_along_axis(hm_flat, (y * w + x)[..., None], axis=2)[..., 0]
+
+
+def refine_quarter(heatmaps: np.ndarray, coords_hm: np.ndarray) -> np.ndarray:
+    """Official POST_PROCESS: move 0.25 px towards the larger neighbour on each axis.
+
+    Applied where ``1 < px < W-1`` and ``1 < py < H-1`` with ``p = floor(coord + 0.5)``; a zero
+    difference gives no shift. Returns new (N, K, 2) float32 coordinates.
+    """
+    hm = _check_heatmaps(heatmaps)
+    n, k, h, w = hm.shape
+    flat = hm.reshape(n, k, h * w)
+    p = np.floor(coords_hm + 0.5).astype(np.int64)
+    px, py = p[..., 0], p[..., 1]
+    ok = (px > 1) & (px < w - 1) & (py > 1) & (py < h - 1)
+    px, py = np.where(ok, px, 2), np.where(ok, py, 2)
+    xp, xm = np.minimum(px + 1, w - 1), np.maximum(px - 1, 0)
+    yp, ym = np.minimum(py + 1, h - 1), np.maximum(py - 1, 0)
+    diff_x = _gather(flat, w, xp, py) - _gather(flat, w, xm, py)
+    diff_y = _gather(flat, w, px, yp) - _gather(flat, w, px, ym)
+    shift = np.stack([np.sign(diff_x), np.sign(diff_y)], axis=2).astype(np.float32) * np.float32(0.25)
+    return (coords_hm + shift * ok[..., None]).astype(np.float32)
+
+
+def dark_modulate(heatmaps: np.ndarray, kernel: int = 11) -> np.ndarray:
+    """DARK's Gaussian modulation (DarkPose ``gaussian_blur``), on a copy.
+
+    Each map is zero-padded by ``(kernel-1)/2``, blurred with ``cv2.GaussianBlur((k, k), 0)`` (sigma
+    ``0.3((k-1)/2 - 1) + 0.8``), cropped back and rescaled so its maximum equals the original one.
+    The zero pad is wider than the kernel radius, so this equals a separable blur with a constant-0
+    border, done here for all maps at once. A map whose blurred maximum is 0 (the all-zero map)
+    stays 0 instead of DarkPose's 0/0 = NaN.
+
+    Returns:
+        (N, K, H, W) float32.
+    """
+    hm = _check_heatmaps(heatmaps)
+    n, k, h, w = hm.shape
+    if hm.size == 0:
+        return np.zeros(hm.shape, np.float32)
+    g = cv2.getGaussianKernel(int(kernel), 0).astype(np.float64)
+    one = np.ones((1, 1), np.float64)
+    rows = hm.reshape(n * k * h, w).astype(np.float64)
+    rows = cv2.sepFilter2D(rows, -1, g, one, borderType=cv2.BORDER_CONSTANT)           # along x
+    cols = np.ascontiguousarray(rows.reshape(n * k, h, w).transpose(0, 2, 1)).reshape(n * k * w, h)
+    cols = cv2.sepFilter2D(cols, -1, g, one, borderType=cv2.BORDER_CONSTANT)           # along y
+    blurred = cols.reshape(n, k, w, h).transpose(0, 1, 3, 2).astype(np.float32)
+    m0 = hm.reshape(n, k, -1).max(axis=2).astype(np.float32)
+    m1 = blurred.reshape(n, k, -1).max(axis=2)
+    ratio = np.divide(m0, m1, out=np.zeros_like(m0), where=m1 != 0)
+    return blurred * ratio[..., None, None]
+
+
+def refine_dark(heatmaps: np.ndarray, coords_hm: np.ndarray, kernel: int = 11) -> np.ndarray:
+    """DARK refinement: modulate, ``log(max(., 1e-10))``, one Newton step at the integer argmax.
+
+    Applied where ``1 < px < W-2`` and ``1 < py < H-2`` (``p = int(coord)``) and the Hessian's
+    determinant is non-zero; the offset is not clamped (as DarkPose). Returns (N, K, 2) float32.
+    """
+    hm = _check_heatmaps(heatmaps)
+    n, k, h, w = hm.shape
+    logs = np.log(np.maximum(dark_modulate(hm, kernel), np.float32(1e-10))).reshape(n, k, h * w)
+    p = np.trunc(coords_hm).astype(np.int64)
+    px, py = p[..., 0], p[..., 1]
+    ok = (px > 1) & (px < w - 2) & (py > 1) & (py < h - 2)
+    px, py = np.where(ok, px, 2), np.where(ok, py, 2)
+    if w < 5 or h < 5:   # no pixel is inside the window; keep the argmax
+        return np.asarray(coords_hm, np.float32).copy()
+
+    def at(dx, dy):
+        return _gather(logs, w, px + dx, py + dy).astype(np.float64)
+
+    c = at(0, 0)
+    dx = 0.5 * (at(1, 0) - at(-1, 0))
+    dy = 0.5 * (at(0, 1) - at(0, -1))
+    dxx = 0.25 * (at(2, 0) - 2 * c + at(-2, 0))
+    dyy = 0.25 * (at(0, 2) - 2 * c + at(0, -2))
+    dxy = 0.25 * (at(1, 1) - at(-1, 1) - at(1, -1) + at(-1, -1))
+    det = dxx * dyy - dxy * dxy
+    ok &= det != 0
+    safe = np.where(ok, det, 1.0)
+    off_x = -(dyy * dx - dxy * dy) / safe
+    off_y = -(-dxy * dx + dxx * dy) / safe
+    offset = np.stack([off_x, off_y], axis=2) * ok[..., None]
+    return (coords_hm + offset).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# Flip test
+# --------------------------------------------------------------------------------------------
+def flip_back(heatmaps_flipped: np.ndarray, flip_pairs: Sequence[Sequence[int]]) -> np.ndarray:
+    """Undo a horizontal input flip on heatmaps: reverse the width axis and swap left/right channels.
+
+    Args:
+        heatmaps_flipped: (N, K, H, W) model output for the mirrored crops.
+        flip_pairs: (left, right) channel pairs.
+
+    Returns:
+        A new (N, K, H, W) array (the input is never modified, unlike the official ``flip_back``).
+    """
+    hm = _check_heatmaps(heatmaps_flipped)
+    perm = flip_permutation(hm.shape[1], flip_pairs)
+    return np.ascontiguousarray(hm[:, perm, :, ::-1])
+
+
+# --------------------------------------------------------------------------------------------
+# The codec
+# --------------------------------------------------------------------------------------------
+def _pair(value, field: str) -> Tuple[int, int]:
+    try:
+        a, b = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{field}: expected two positive integers (W, H), got {value!r}") from None
+    if a <= 0 or b <= 0:
+        raise ConfigError(f"{field}: expected two positive integers (W, H), got {value!r}")
+    return a, b
+
+
+class HeatmapCodec:
+    """Keypoints in crop pixels <-> heatmaps. Conventions: :mod:`pose.geometry` and this module.
+
+    Args:
+        input_size: model input ``(W, H)`` in pixels.
+        heatmap_size: heatmap ``(w, h)``.
+        sigma: target Gaussian sigma in heatmap pixels.
+        decoder: one of :data:`DECODERS`.
+        flip_shift: official SHIFT_HEATMAP (shift the un-flipped maps one pixel right before
+            averaging); ignored (no shift) for ``udp``, whose flip is exact.
+        blur_kernel: DARK modulation kernel (odd; 1 = no modulation, DarkPose uses 11, or 3 at 128x96).
+        encoding: one of :data:`ENCODINGS`; default ``unbiased`` for ``udp`` else ``msra``.
+    """
+
+    def __init__(self, input_size: Sequence[int], heatmap_size: Sequence[int], sigma: float, *,
+                 decoder: str = "quarter", flip_shift: bool = True, blur_kernel: int = 11,
+                 encoding: Optional[str] = None):
+        self.input_size = _pair(input_size, "input_size")
+        self.heatmap_size = _pair(heatmap_size, "heatmap_size")
+        (W, H), (w, h) = self.input_size, self.heatmap_size
+        if W * h != H * w:
+            raise ConfigError(f"heatmap_size {w}x{h} and input_size {W}x{H}: expected the same stride "
+                              "on both axes (input = heatmap * stride)")
+        self.sigma = float(sigma)
+        if not self.sigma > 0:
+            raise ConfigError(f"sigma: expected a positive number, got {sigma!r}")
+        decoder = str(decoder).lower()
+        if decoder not in DECODERS:
+            raise ConfigError(f"decoder: expected one of {', '.join(DECODERS)}, got {decoder!r}")
+        self.decoder = decoder
+        self.flip_shift = bool(flip_shift)
+        self.blur_kernel = int(blur_kernel)
+        if self.blur_kernel < 1 or self.blur_kernel % 2 == 0:
+            raise ConfigError(f"blur_kernel: expected an odd positive integer, got {blur_kernel!r}")
+        encoding = ("unbiased" if decoder == "udp" else "msra") if encoding is None else str(encoding).lower()
+        if encoding not in ENCODINGS:
+            raise ConfigError(f"encoding: expected one of {', '.join(ENCODINGS)}, got {encoding!r}")
+        self.encoding = encoding
+
+    # -- conventions -------------------------------------------------------------------------
+    @property
+    def unbiased(self) -> bool:
+        """True when crops and coordinates use the UDP ``(size - 1)`` convention (decoder ``udp``)."""
+        return self.decoder == "udp"
+
+    @property
+    def shifts_flip(self) -> bool:
+        """Whether :meth:`flip_average` applies the official one-pixel shift."""
+        return self.flip_shift and not self.unbiased
+
+    def _hm_from_crop(self) -> Tuple[float, np.ndarray]:
+        """``(r, t)`` with ``heatmap = crop * r + t``: the crop -> heatmap map of this convention.
+
+        Both grids are windows on the same image region, so the map is the isotropic one implied
+        by :func:`pose.geometry.crop_matrix` at the two sizes (factor from the widths, centres
+        aligned): official ``r = w / W``, ``t = 0``; UDP/DarkPose ``r = (w-1)/(W-1)`` about the
+        centres ``(size - 1) / 2`` (for 256x192 -> 64x48, ``t_y`` = 0.126 heatmap px; this is
+        exactly DarkPose's heatmap -> image transform, while mmpose's UDP scales each axis by
+        ``(size-1)`` ratios separately).
+        """
+        (W, H), (w, h) = self.input_size, self.heatmap_size
+        if self.unbiased:
+            r = (w - 1) / max(W - 1, 1)
+            return r, np.array([(w - 1) / 2 - (W - 1) / 2 * r, (h - 1) / 2 - (H - 1) / 2 * r])
+        return w / W, np.zeros(2)
+
+    def crop_to_heatmap(self, keypoints_crop: np.ndarray) -> np.ndarray:
+        """(..., 2) crop pixels -> heatmap pixels (official ``x / stride``), float64."""
+        r, t = self._hm_from_crop()
+        return np.asarray(keypoints_crop, dtype=np.float64)[..., :2] * r + t
+
+    def heatmap_to_crop(self, coords_hm: np.ndarray) -> np.ndarray:
+        """(..., 2) heatmap pixels -> crop pixels (inverse of :meth:`crop_to_heatmap`), float32."""
+        r, t = self._hm_from_crop()
+        return ((np.asarray(coords_hm, dtype=np.float64)[..., :2] - t) / r).astype(np.float32)
+
+    # -- encode ------------------------------------------------------------------------------
+    def encode(self, keypoints_crop: np.ndarray, visible: np.ndarray,
+               joint_weights: Optional[Sequence[float]] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """Training targets.
+
+        Args:
+            keypoints_crop: (N, K, 2) crop-pixel coordinates.
+            visible: (N, K) visibility (> 0 is visible).
+            joint_weights: optional (K,) per-joint loss weights multiplied into the weights.
+
+        Returns:
+            heatmaps (N, K, h, w) float32, weights (N, K) float32.
+        """
+        if self.encoding == "msra":
+            heatmaps, weights = msra_targets(keypoints_crop, visible, self.input_size, self.heatmap_size,
+                                             self.sigma)
+        else:
+            kp, v = _check_points(keypoints_crop, visible)
+            heatmaps, weights = unbiased_targets(self.crop_to_heatmap(kp), v, self.heatmap_size, self.sigma)
+        if joint_weights is not None:
+            jw = np.asarray(joint_weights, dtype=np.float32).reshape(-1)
+            if jw.size != weights.shape[1]:
+                raise ValueError(f"joint_weights has {jw.size} values, expected {weights.shape[1]}")
+            weights = weights * jw
+        return heatmaps, weights
+
+    # -- decode ------------------------------------------------------------------------------
+    def decode_heatmap_space(self, heatmaps: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """(N, K, h, w) -> coords_hm (N, K, 2) float32 in heatmap pixels, maxvals (N, K) float32."""
+        coords, maxvals = argmax_heatmaps(heatmaps)
+        if self.decoder == "quarter":
+            coords = refine_quarter(heatmaps, coords)
+        elif self.decoder in ("dark", "udp"):
+            coords = refine_dark(heatmaps, coords, self.blur_kernel)
+        return coords, maxvals
+
+    def decode(self, heatmaps: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """(N, K, h, w) heatmaps -> keypoints_crop (N, K, 2) float32, scores (N, K) float32.
+
+        Scores are the heatmap maxima (before any DARK blur). Map the keypoints to the image with
+        ``pose.geometry.crop_to_image(kp, centers, scales, codec.input_size, unbiased=codec.unbiased)``.
+        """
+        coords, maxvals = self.decode_heatmap_space(heatmaps)
+        return self.heatmap_to_crop(coords), maxvals
+
+    # -- flip test ---------------------------------------------------------------------------
+    def flip_back(self, heatmaps_flipped: np.ndarray, flip_pairs: Sequence[Sequence[int]]) -> np.ndarray:
+        """See :func:`flip_back` (new array; no shift)."""
+        return flip_back(heatmaps_flipped, flip_pairs)
+
+    def flip_average(self, heatmaps: np.ndarray, heatmaps_flipped_raw: np.ndarray,
+                     flip_pairs: Sequence[Sequence[int]]) -> np.ndarray:
+        """Flip test: un-flip the mirrored crops' raw output and average with the plain output.
+
+        With :attr:`shifts_flip` the un-flipped maps move one pixel right first
+        (``f[..., 1:] = f[..., :-1]``, column 0 kept), as the official SHIFT_HEATMAP. That
+        compensates the ``size/2`` convention: a joint at crop x is encoded at ``x / s``, its
+        mirror at ``(W - 1 - x) / s``, which un-flips to ``x / s - 1 + 1/s``. UDP needs no shift.
+
+        Returns:
+            (N, K, h, w) float32.
+        """
+        hm = _check_heatmaps(heatmaps)
+        f = flip_back(heatmaps_flipped_raw, flip_pairs)
+        if f.shape != hm.shape:
+            raise ValueError(f"flipped heatmaps {f.shape} do not match heatmaps {hm.shape}")
+        if self.shifts_flip:
+            f[..., 1:] = f[..., :-1].copy()
+        return ((hm + f) * 0.5).astype(np.float32)
+
+    # -- persistence -------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """Plain types only (stored in checkpoints)."""
+        return {"input_size": list(self.input_size), "heatmap_size": list(self.heatmap_size),
+                "sigma": self.sigma, "decoder": self.decoder, "flip_shift": self.flip_shift,
+                "blur_kernel": self.blur_kernel, "encoding": self.encoding}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "HeatmapCodec":
+        try:
+            return cls(d["input_size"], d["heatmap_size"], d["sigma"], decoder=d.get("decoder", "quarter"),
+                       flip_shift=d.get("flip_shift", True), blur_kernel=d.get("blur_kernel", 11),
+                       encoding=d.get("encoding"))
+        except (KeyError, TypeError) as e:
+            raise ConfigError(f"codec: malformed entry ({e!r}); expected the fields of HeatmapCodec.to_dict") from None
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, HeatmapCodec) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return "HeatmapCodec(" + ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items()) + ")"
+
+
+def build_codec(cfg) -> HeatmapCodec:
+    """Codec from a config tree: ``MODEL.IMAGE_SIZE``, ``MODEL.HEATMAP_SIZE``, ``MODEL.SIGMA``,
+    ``TEST.DECODER`` (``''`` -> ``quarter`` if ``TEST.POST_PROCESS`` else ``none``),
+    ``TEST.SHIFT_HEATMAP``, ``TEST.BLUR_KERNEL`` and the optional ``MODEL.TARGET_ENCODING``
+    (``''`` -> the decoder's default). Missing project keys fall back to the official behaviour.
+    """
+    model = cfg.MODEL
+    test = getattr(cfg, "TEST", None)
+    target_type = str(getattr(model, "TARGET_TYPE", "gaussian")).lower()
+    if target_type != "gaussian":
+        raise ConfigError(f"MODEL.TARGET_TYPE: only 'gaussian' is supported, got {target_type!r}")
+    decoder = str(getattr(test, "DECODER", "") or "").lower()
+    if not decoder:
+        decoder = "quarter" if getattr(test, "POST_PROCESS", True) else "none"
+    if decoder not in DECODERS:
+        raise ConfigError(f"TEST.DECODER: expected one of {', '.join(DECODERS)} or '', got {decoder!r}")
+    return HeatmapCodec(model.IMAGE_SIZE, model.HEATMAP_SIZE, getattr(model, "SIGMA", 2),
+                        decoder=decoder, flip_shift=bool(getattr(test, "SHIFT_HEATMAP", True)),
+                        blur_kernel=int(getattr(test, "BLUR_KERNEL", 11)),
+                        encoding=(getattr(model, "TARGET_ENCODING", "") or None))

@@ -1,0 +1,71 @@
+"""Dataset readers (COCO, MPII), the top-down dataset and training augmentation.
+
+:func:`build_dataset` is the only place in ``pose.data`` that reads a config; everything else takes
+plain values.
+"""
+import logging
+
+from pose.data.augment import AugmentParams, half_body_window, random_scale_rotation, sample_augmentation
+from pose.data.coco import (CocoKeypointDataset, PersonSample, check_image_files, load_coco_det_samples,
+                            load_coco_gt_samples)
+from pose.data.mpii import load_mpii_samples
+from pose.config import resolve_dataset_paths
+from pose.errors import ConfigError
+from pose.keypoints import get_keypoint_spec
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["AugmentParams", "CocoKeypointDataset", "PersonSample", "build_dataset", "build_samples",
+           "check_image_files", "half_body_window", "load_coco_det_samples", "load_coco_gt_samples",
+           "load_mpii_samples", "random_scale_rotation", "sample_augmentation"]
+
+
+def build_samples(cfg, split: str, *, skip_missing_images: bool = False) -> list:
+    """The :class:`PersonSample` list of a split as the config describes it.
+
+    ``train`` always uses GT boxes; ``test`` uses GT boxes if ``TEST.USE_GT_BBOX`` else the
+    detections of ``TEST.COCO_BBOX_FILE`` with ``score >= TEST.IMAGE_THRE`` (COCO only; MPII uses its
+    annotated windows). Paths come from :func:`pose.config.resolve_dataset_paths`.
+    """
+    spec = get_keypoint_spec(cfg.DATASET.DATASET)
+    paths = resolve_dataset_paths(cfg, split)
+    input_size = tuple(cfg.MODEL.IMAGE_SIZE)
+    if spec.name == "mpii":
+        return load_mpii_samples(paths["ann_file"], paths["image_dir"], spec=spec,
+                                 skip_missing_images=skip_missing_images)
+    if split == "train" or cfg.TEST.USE_GT_BBOX:
+        return load_coco_gt_samples(paths["ann_file"], paths["image_dir"], input_size=input_size, spec=spec,
+                                    skip_missing_images=skip_missing_images)
+    if not cfg.TEST.COCO_BBOX_FILE:
+        raise ConfigError("TEST.COCO_BBOX_FILE: empty while TEST.USE_GT_BBOX is false; expected a COCO "
+                          "person detection JSON (or set TEST.USE_GT_BBOX true)")
+    return load_coco_det_samples(cfg.TEST.COCO_BBOX_FILE, paths["ann_file"], paths["image_dir"],
+                                 input_size=input_size, spec=spec, image_thre=float(cfg.TEST.IMAGE_THRE),
+                                 skip_missing_images=skip_missing_images)
+
+
+def build_dataset(cfg, split: str, codec=None, *, skip_missing_images: bool = False) -> CocoKeypointDataset:
+    """A :class:`CocoKeypointDataset` for ``split`` ('train' = augmented crops + targets, 'test' = crops).
+
+    Reads ``DATASET.*`` (family, paths, augmentation), ``MODEL.IMAGE_SIZE``, ``TEST.USE_GT_BBOX``,
+    ``TEST.COCO_BBOX_FILE``, ``TEST.IMAGE_THRE``, ``LOSS.USE_DIFFERENT_JOINTS_WEIGHT`` and
+    ``TRAIN.SEED``.
+
+    Args:
+        cfg: the whole config.
+        split: 'train' or 'test'.
+        codec: :class:`pose.codec.HeatmapCodec` (required for 'train').
+        skip_missing_images: drop samples whose image file is missing (warning) instead of raising.
+    """
+    if split not in ("train", "test"):
+        raise ConfigError(f"build_dataset: split '{split}'; expected 'train' or 'test'")
+    ds = cfg.DATASET
+    if split == "train" and ds.SELECT_DATA:
+        logger.warning("DATASET.SELECT_DATA is true but not implemented; all training samples are used")
+    samples = build_samples(cfg, split, skip_missing_images=skip_missing_images)
+    return CocoKeypointDataset(
+        samples, input_size=tuple(cfg.MODEL.IMAGE_SIZE), spec=get_keypoint_spec(ds.DATASET), codec=codec,
+        train=split == "train", seed=int(cfg.TRAIN.SEED), scale_factor=float(ds.SCALE_FACTOR),
+        rot_factor=float(ds.ROT_FACTOR), flip=bool(ds.FLIP), half_body_prob=float(ds.PROB_HALF_BODY),
+        num_joints_half_body=int(ds.NUM_JOINTS_HALF_BODY), half_body_draw=ds.HALF_BODY_DRAW,
+        use_joint_weights=bool(cfg.LOSS.USE_DIFFERENT_JOINTS_WEIGHT))

@@ -1,0 +1,288 @@
+"""Crop geometry: boxes, crop windows, affine matrices, warps and joint flips (pure numpy + cv2).
+
+Pixel convention (stated once, used everywhere in ``pose``)
+-----------------------------------------------------------
+A crop *window* is a ``center`` (x, y) in image pixels and a ``scale`` (w, h) in units of
+``PIXEL_STD`` = 200 pixels. Only ``scale[0]`` sets the zoom: the official code ignores
+``scale[1]``, so the crop is isotropic and the window's aspect ratio must already match the output
+(:func:`boxes_to_center_scale` does that). With ``s = scale[0] * 200 / out_w``:
+
+- **official ("size/2") convention** (``unbiased=False``, every HRNet config): output pixel ``p``
+  samples image point ``center + (p - out_size / 2) * s``, rotated by ``rotation`` degrees about
+  ``center``;
+- **UDP / DarkPose ("size - 1") convention** (``unbiased=True``): output pixel ``p`` samples
+  ``center + (p - (out_size - 1) / 2) * (scale[0] * 200 - 1) / (out_w - 1)``.
+
+"Output" is whatever grid the points live on: the model input (crop pixels, ``*_crop``) or the
+heatmap (``*_hm``); :func:`crop_to_image` takes that grid's size. Matrices map image -> output and
+are built exactly like ``get_affine_transform`` (three float32 point pairs given to
+``cv2.getAffineTransform``), so crops are bit-identical to the official ones.
+
+Shapes: boxes ``(N, 4)`` ``[x, y, w, h]`` unless the name says ``xyxy``; points ``(N, K, 2)``;
+matrices ``(N, 2, 3)`` float64. Single-item inputs (``(2,)`` centre, ``(2, 3)`` matrix) are accepted
+where noted and give single-item outputs.
+"""
+from typing import Sequence, Tuple
+
+import cv2
+import numpy as np
+
+PIXEL_STD = 200.0
+
+__all__ = [
+    "PIXEL_STD", "xywh_to_xyxy", "xyxy_to_xywh", "clean_gt_boxes", "boxes_to_center_scale",
+    "crop_matrix", "invert_affine", "apply_affine", "crop_to_image", "warp_crop",
+    "flip_permutation", "flip_joints_lr",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Boxes
+# --------------------------------------------------------------------------------------------
+def xywh_to_xyxy(boxes_xywh: np.ndarray) -> np.ndarray:
+    """``[x, y, w, h]`` -> ``[x1, y1, x2, y2]`` with ``x2 = x + w`` (continuous extent), shape (..., 4)."""
+    b = np.asarray(boxes_xywh, dtype=np.float64)
+    return np.concatenate([b[..., :2], b[..., :2] + b[..., 2:4]], axis=-1)
+
+
+def xyxy_to_xywh(boxes_xyxy: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`xywh_to_xyxy`, shape (..., 4)."""
+    b = np.asarray(boxes_xyxy, dtype=np.float64)
+    return np.concatenate([b[..., :2], b[..., 2:4] - b[..., :2]], axis=-1)
+
+
+def clean_gt_boxes(boxes_xywh: np.ndarray, image_w: int, image_h: int,
+                   areas: np.ndarray = None) -> Tuple[np.ndarray, np.ndarray]:
+    """The official sanitising of ground-truth boxes (COCO ``_load_coco_keypoint_annotation_kernal``).
+
+    ``x1 = max(0, x)``, ``y1 = max(0, y)``, ``x2 = min(W - 1, x1 + max(0, w - 1))``,
+    ``y2 = min(H - 1, y1 + max(0, h - 1))``; the box becomes ``[x1, y1, x2 - x1, y2 - y1]``, i.e.
+    one pixel narrower and shorter than the annotation unless clipped. Detections are never cleaned.
+
+    Args:
+        boxes_xywh: (N, 4) annotation boxes in image pixels.
+        image_w, image_h: image size.
+        areas: optional (N,) annotation ``area`` values; the official code drops ``area <= 0``.
+
+    Returns:
+        boxes (N, 4) float64 cleaned boxes, valid (N,) bool (``x2 >= x1``, ``y2 >= y1`` and area > 0).
+        Invalid rows hold the unclipped arithmetic and must be skipped by the caller.
+    """
+    b = np.asarray(boxes_xywh, dtype=np.float64).reshape(-1, 4)
+    x1 = np.maximum(0.0, b[:, 0])
+    y1 = np.maximum(0.0, b[:, 1])
+    x2 = np.minimum(image_w - 1.0, x1 + np.maximum(0.0, b[:, 2] - 1.0))
+    y2 = np.minimum(image_h - 1.0, y1 + np.maximum(0.0, b[:, 3] - 1.0))
+    valid = (x2 >= x1) & (y2 >= y1)
+    if areas is not None:
+        valid &= np.asarray(areas, dtype=np.float64).reshape(-1) > 0
+    return np.stack([x1, y1, x2 - x1, y2 - y1], axis=1), valid
+
+
+def boxes_to_center_scale(boxes_xywh: np.ndarray, input_size: Sequence[int],
+                          padding: float = 1.25) -> Tuple[np.ndarray, np.ndarray]:
+    """Boxes -> crop windows, the official ``_xywh2cs`` (float32 results, same rounding).
+
+    The centre is the box centre; the box grows (never shrinks) to the ``W:H`` aspect of
+    ``input_size``; ``scale = (w, h) / 200 * padding``. (The official code skips the padding for
+    the sentinel ``center_x == -1``; that quirk is not reproduced.)
+
+    Args:
+        boxes_xywh: (N, 4) image-pixel boxes.
+        input_size: model input ``(W, H)``.
+        padding: context factor (1.25 official, 1.5 for half-body boxes).
+
+    Returns:
+        centers (N, 2) float32, scales (N, 2) float32.
+    """
+    b = np.asarray(boxes_xywh, dtype=np.float64).reshape(-1, 4)
+    x, y, w, h = b.T
+    centers = np.stack([x + w * 0.5, y + h * 0.5], axis=1).astype(np.float32)
+    aspect = float(input_size[0]) / float(input_size[1])
+    wider = w > aspect * h
+    taller = w < aspect * h
+    h = np.where(wider, w / aspect, h)
+    w = np.where(taller, h * aspect, w)
+    scales = np.stack([w / PIXEL_STD, h / PIXEL_STD], axis=1).astype(np.float32)
+    return centers, scales * np.float32(padding)
+
+
+# --------------------------------------------------------------------------------------------
+# Affine matrices
+# --------------------------------------------------------------------------------------------
+def _third_points(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``b + rot90(a - b)`` (official ``get_3rd_point``), float32 (N, 2)."""
+    d = a - b
+    return b + np.stack([-d[:, 1], d[:, 0]], axis=1)
+
+
+def _solve_affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """(N, 3, 2) float32 point triples -> (N, 2, 3) float64 matrices with ``dst = M @ [src, 1]``.
+
+    Solved by ``cv2.getAffineTransform`` itself: a closed form agrees to 1e-16, but cv2's
+    fixed-point ``warpAffine`` rounds on knife edges, and only the identical matrix gives
+    bit-identical crops (about 2 us per window).
+    """
+    out = np.empty((len(src), 2, 3), np.float64)
+    for i in range(len(src)):
+        out[i] = cv2.getAffineTransform(src[i], dst[i])
+    return out
+
+
+def crop_matrix(centers: np.ndarray, scales: np.ndarray, rotations_deg, output_size: Sequence[int], *,
+                unbiased: bool = False) -> np.ndarray:
+    """Image -> output-grid affine matrices (official ``get_affine_transform``, vectorised).
+
+    Args:
+        centers: (N, 2) window centres in image pixels, or one (2,) centre.
+        scales: (N, 2) window sizes / 200 (only ``scale[:, 0]`` is used), or one (2,).
+        rotations_deg: (N,) or scalar rotation in degrees (positive = counter-clockwise image
+            content as in the official augmentation).
+        output_size: ``(W, H)`` of the grid (input size for crops, heatmap size for heatmaps).
+        unbiased: use the UDP/DarkPose ``(size - 1)`` convention instead of ``size/2``.
+
+    Returns:
+        (N, 2, 3) float64 matrices (a single (2, 3) for a single centre).
+    """
+    single = np.ndim(centers) == 1
+    c64 = np.asarray(centers, dtype=np.float64).reshape(-1, 2)
+    c = np.asarray(centers).reshape(-1, 2).astype(np.float32)
+    s = np.asarray(scales, dtype=np.float32).reshape(-1, 2)
+    n = len(c)
+    if len(s) != n:
+        raise ValueError(f"crop_matrix: {n} centers but {len(s)} scales")
+    rot = np.broadcast_to(np.asarray(rotations_deg, dtype=np.float64), (n,))
+    out_w, out_h = float(output_size[0]), float(output_size[1])
+
+    src_w = s[:, 0] * np.float32(PIXEL_STD)                     # float32, like scale * 200.0
+    if unbiased:
+        half_src = (src_w - np.float32(1.0)) * np.float32(-0.5)
+        dst0 = np.array([(out_w - 1) * 0.5, (out_h - 1) * 0.5])
+        dst_dir_y = (out_w - 1) * -0.5
+    else:
+        half_src = src_w * np.float32(-0.5)
+        dst0 = np.array([out_w * 0.5, out_h * 0.5])
+        dst_dir_y = out_w * -0.5
+    rad = np.pi * rot / 180.0
+    sn, cs = np.sin(rad), np.cos(rad)
+    half_src = half_src.astype(np.float64)
+    src_dir = np.stack([-half_src * sn, half_src * cs], axis=1)     # get_dir((0, half), rot)
+
+    src = np.empty((n, 3, 2), np.float32)
+    dst = np.empty((n, 3, 2), np.float32)
+    src[:, 0] = c
+    src[:, 1] = c64 + src_dir
+    dst[:, 0] = dst0
+    dst[:, 1] = dst0 + np.array([0.0, np.float32(dst_dir_y)])
+    src[:, 2] = _third_points(src[:, 0], src[:, 1])
+    dst[:, 2] = _third_points(dst[:, 0], dst[:, 1])
+    m = _solve_affine(src, dst)
+    return m[0] if single else m
+
+
+def invert_affine(m: np.ndarray) -> np.ndarray:
+    """Exact inverse of (..., 2, 3) affine matrices (closed form, float64)."""
+    m = np.asarray(m, dtype=np.float64)
+    a, b, tx = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
+    c, d, ty = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
+    det = a * d - b * c
+    if np.any(det == 0):
+        raise ValueError("invert_affine: singular matrix (zero-size crop window?)")
+    ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
+    out = np.empty_like(m)
+    out[..., 0, 0], out[..., 0, 1], out[..., 0, 2] = ia, ib, -(ia * tx + ib * ty)
+    out[..., 1, 0], out[..., 1, 1], out[..., 1, 2] = ic, id_, -(ic * tx + id_ * ty)
+    return out
+
+
+def apply_affine(points: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Map points (N, K, 2) with matrices (N, 2, 3) (or (K, 2) with one (2, 3)); float64 out."""
+    p = np.asarray(points, dtype=np.float64)
+    m = np.asarray(m, dtype=np.float64)
+    if m.ndim == 2:
+        return p @ m[:, :2].T + m[:, 2]
+    return np.einsum("nkj,nij->nki", p, m[:, :, :2]) + m[:, None, :, 2]
+
+
+def crop_to_image(points: np.ndarray, centers: np.ndarray, scales: np.ndarray, output_size: Sequence[int],
+                  *, unbiased: bool = False) -> np.ndarray:
+    """Points on an output grid (crop or heatmap pixels) -> image pixels, via the inverse crop matrix.
+
+    ``crop_to_image(coords_hm, c, s, heatmap_size)`` is the official ``transform_preds``;
+    ``crop_to_image(keypoints_crop, c, s, input_size)`` is the same mapping for crop pixels.
+
+    Args:
+        points: (N, K, 2) coordinates on the grid of size ``output_size`` = ``(W, H)``.
+        centers, scales: (N, 2) windows used for the crop.
+        unbiased: the grid uses the ``(size - 1)`` convention (UDP / DarkPose).
+
+    Returns:
+        (N, K, 2) float64 image coordinates.
+    """
+    p = np.asarray(points, dtype=np.float64)
+    n = p.shape[0]
+    inv = invert_affine(crop_matrix(np.asarray(centers).reshape(n, 2), np.asarray(scales).reshape(n, 2),
+                                    np.zeros(n), output_size, unbiased=unbiased))
+    return apply_affine(p, inv)
+
+
+# --------------------------------------------------------------------------------------------
+# Warping
+# --------------------------------------------------------------------------------------------
+def warp_crop(image_rgb: np.ndarray, matrices: np.ndarray, output_size: Sequence[int]) -> np.ndarray:
+    """Crop windows out of one image with ``cv2.warpAffine`` (bilinear, constant-0 border).
+
+    Args:
+        image_rgb: (H, W, C) image (uint8 RGB in the library; any dtype cv2 accepts works).
+        matrices: (N, 2, 3) image -> crop matrices from :func:`crop_matrix`, or one (2, 3).
+        output_size: crop ``(W, H)``.
+
+    Returns:
+        (N, H, W, C) crops of the image's dtype ((H, W, C) for a single matrix).
+    """
+    m = np.asarray(matrices, dtype=np.float64)
+    size = (int(output_size[0]), int(output_size[1]))
+    if m.ndim == 2:
+        return cv2.warpAffine(image_rgb, m, size, flags=cv2.INTER_LINEAR)
+    out = np.empty((len(m), size[1], size[0]) + image_rgb.shape[2:], dtype=image_rgb.dtype)
+    for i in range(len(m)):   # one cv2 call per window; cv2 has no batched warp
+        out[i] = cv2.warpAffine(image_rgb, m[i], size, flags=cv2.INTER_LINEAR)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Flips
+# --------------------------------------------------------------------------------------------
+def flip_permutation(num_keypoints: int, flip_pairs: Sequence[Sequence[int]]) -> np.ndarray:
+    """Index array ``perm`` with ``flipped[..., k] = original[..., perm[k]]`` (left/right swap)."""
+    perm = np.arange(num_keypoints)
+    for a, b in flip_pairs:
+        perm[a], perm[b] = b, a
+    return perm
+
+
+def flip_joints_lr(joints: np.ndarray, visible: np.ndarray, image_width: float,
+                   flip_pairs: Sequence[Sequence[int]]) -> Tuple[np.ndarray, np.ndarray]:
+    """Horizontal flip of joints for a mirrored image (official ``fliplr_joints``).
+
+    ``x -> image_width - 1 - x``, left/right channels swapped, then joints multiplied by visibility
+    (so invisible joints become 0, exactly as the official training code). Returns new arrays.
+
+    Args:
+        joints: (..., K, D) with D >= 2 (x, y[, extra]); leading dims are batch dims.
+        visible: (..., K) or (..., K, D) visibility.
+        image_width: width of the image the joints live in.
+        flip_pairs: (left, right) index pairs.
+
+    Returns:
+        joints (..., K, D) float64, visible (same shape as given).
+    """
+    j = np.array(joints, dtype=np.float64)
+    v = np.asarray(visible)
+    k = j.shape[-2]
+    perm = flip_permutation(k, flip_pairs)
+    j[..., 0] = image_width - j[..., 0] - 1
+    j = j[..., perm, :]
+    v = v[..., perm] if v.ndim == j.ndim - 1 else v[..., perm, :]
+    vb = v[..., None] if v.ndim == j.ndim - 1 else v
+    return j * vb, v.copy()

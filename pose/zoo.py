@@ -1,0 +1,239 @@
+"""Named pretrained pose models: direct URLs, checksums, published accuracy, cached downloads.
+
+The official HRNet weights sit in Google Drive / OneDrive folders, which cannot be fetched by URL,
+so the table points at mmpose's HRNet checkpoints on download.openmmlab.com (mmpose 0.x
+``top_down/hrnet``, same architecture and state-dict names once ``backbone.`` /
+``keypoint_head.`` are mapped, see :mod:`pose.checkpoint`). Those were trained by mmpose with the
+paper recipe; their published AP is recorded next to the official README's.
+
+Checksums follow the torch.hub convention: the 8 hex digits in the file name are the start of the
+file's sha256 (mmpose's ``publish_model`` names files that way), and a download is kept only if
+``sha256(file).startswith(prefix)``.
+
+The cache is ``$POSE_CACHE`` or ``~/.cache/pose``; files land in ``<cache>/checkpoints/``. A download
+is written to a temporary file beside its destination and renamed only once complete and verified,
+so the cache never holds a partial or corrupt file.
+"""
+import contextlib
+import hashlib
+import logging
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping, Optional, Tuple, Union
+
+from pose.errors import CheckpointError, ConfigError, DownloadError
+
+logger = logging.getLogger(__name__)
+
+_MMPOSE = "https://download.openmmlab.com/mmpose/top_down/hrnet/"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    """One downloadable pose model.
+
+    Attributes:
+        name: zoo name, ``<arch>_<dataset>_<W>x<H>`` in the official file-name order (``HxW`` there).
+        arch: ``MODEL.ARCH`` preset (``hrnet_w32``, ``hrnet_w48``).
+        dataset: keypoint layout (``coco`` 17 joints, ``mpii`` 16).
+        num_keypoints: K.
+        input_size: network input ``(W, H)`` in pixels.
+        config: the repository config that builds the matching model and codec.
+        url: direct download URL.
+        sha256_prefix: leading hex digits of the file's sha256 (from the file name).
+        metric: what the scores measure (COCO val2017 AP with AP 56.4 detections and flip test, or
+            MPII val PCKh@0.5 mean).
+        score: the score published for this file (mmpose 0.x model zoo).
+        official_score: the official HRNet README's score for the same arch/input (its own weights),
+            None where it publishes none.
+        official_file: the official release's file name for the same model (Google Drive/OneDrive).
+    """
+
+    name: str
+    arch: str
+    dataset: str
+    num_keypoints: int
+    input_size: Tuple[int, int]
+    config: str
+    url: str
+    sha256_prefix: str
+    metric: str
+    score: float
+    official_score: Optional[float]
+    official_file: str
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+_COCO_AP = "COCO val2017 AP (detections AP 56.4, flip test)"
+_MPII_PCKH = "MPII val PCKh@0.5 mean (flip test)"
+
+
+def _coco(arch: str, w: int, h: int, stem: str, sha: str, ap: float, official_ap: float) -> ZooModel:
+    return ZooModel(name=f"{arch}_coco_{h}x{w}", arch=arch, dataset="coco", num_keypoints=17,
+                    input_size=(w, h), config=f"configs/coco_{arch}_{h}x{w}.yaml",
+                    url=f"{_MMPOSE}{stem}-{sha}_20200708.pth", sha256_prefix=sha, metric=_COCO_AP, score=ap,
+                    official_score=official_ap, official_file=f"pose_coco/pose_{arch}_{h}x{w}.pth")
+
+
+def _mpii(arch: str, sha: str, pckh: float, official_pckh: Optional[float]) -> ZooModel:
+    return ZooModel(name=f"{arch}_mpii_256x256", arch=arch, dataset="mpii", num_keypoints=16,
+                    input_size=(256, 256), config=f"configs/mpii_{arch}_256x256.yaml",
+                    url=f"{_MMPOSE}{arch}_mpii_256x256-{sha}_20200812.pth", sha256_prefix=sha,
+                    metric=_MPII_PCKH, score=pckh, official_score=official_pckh,
+                    official_file=f"pose_mpii/pose_{arch}_256x256.pth")
+
+
+# Scores: mmpose 0.x model zoo and official README (research notes data-and-weights.md 5,
+# official-hrnet.md 6). Names read <arch>_<dataset>_<H>x<W> like the official files.
+ZOO: Mapping[str, ZooModel] = MappingProxyType({m.name: m for m in (
+    _coco("hrnet_w32", 192, 256, "hrnet_w32_coco_256x192", "c78dce93", 0.746, 0.744),
+    _coco("hrnet_w32", 288, 384, "hrnet_w32_coco_384x288", "d9f0d786", 0.760, 0.758),
+    _coco("hrnet_w48", 192, 256, "hrnet_w48_coco_256x192", "b9e0b3ab", 0.756, 0.751),
+    _coco("hrnet_w48", 288, 384, "hrnet_w48_coco_384x288", "314c8528", 0.767, 0.763),
+    _mpii("hrnet_w32", "6c4f923f", 0.900, 0.903),
+    _mpii("hrnet_w48", "92cab7bd", 0.901, None),
+)})
+
+
+def list_models() -> Tuple[str, ...]:
+    return tuple(sorted(ZOO))
+
+
+def get_model_info(name: str) -> ZooModel:
+    """The zoo entry called ``name``; ConfigError listing the names otherwise."""
+    try:
+        return ZOO[name]
+    except KeyError:
+        raise ConfigError(f"unknown model name '{name}'; expected a weights file path or one of "
+                          f"{', '.join(list_models())}") from None
+
+
+def default_cache_dir() -> Path:
+    """``$POSE_CACHE`` or ``~/.cache/pose``."""
+    return Path(os.environ.get("POSE_CACHE") or Path.home() / ".cache" / "pose")
+
+
+def _how_to_get(url: str, dest: Path) -> str:
+    return (f"download {url} yourself (e.g. curl -L -o {dest.name} '{url}') and pass it with --weights PATH, "
+            f"or place it at {dest}")
+
+
+def download(url: str, dest: Union[str, os.PathLike], expected_sha256_prefix: Optional[str], *,
+             progress: bool = True, timeout: float = 30.0) -> Path:
+    """Stream ``url`` to ``dest``, verifying the sha256 prefix; the file appears only when complete and valid.
+
+    Args:
+        url: http(s) URL.
+        dest: final file path; its folder is created.
+        expected_sha256_prefix: leading hex digits of the expected sha256 (None: no check).
+        progress: show a tqdm progress bar on stderr.
+        timeout: socket timeout in seconds for connecting and for each read.
+
+    Raises:
+        DownloadError: network failure, HTTP error, truncated transfer or checksum mismatch; nothing is
+            left at ``dest`` or in its folder.
+    """
+    from tqdm import tqdm
+
+    dest = Path(dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DownloadError(f"cache folder '{dest.parent}' cannot be created ({e.strerror}); set POSE_CACHE "
+                            "to a writable folder") from None
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    sha = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as f:
+            try:
+                request = urllib.request.Request(url, headers={"User-Agent": "pose-zoo"})
+                with urllib.request.urlopen(request, timeout=timeout) as response:
+                    total = int(response.headers.get("Content-Length") or 0) or None
+                    received = 0
+                    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name,
+                              disable=not progress, leave=False) as bar:
+                        while True:
+                            chunk = response.read(_CHUNK)
+                            if not chunk:
+                                break
+                            f.write(chunk)
+                            sha.update(chunk)
+                            received += len(chunk)
+                            bar.update(len(chunk))
+            except urllib.error.HTTPError as e:
+                raise DownloadError(f"download of {url} failed (HTTP {e.code} {e.reason}); "
+                                    f"{_how_to_get(url, dest)}") from None
+            except (urllib.error.URLError, OSError, ValueError) as e:  # refused, DNS, timeout, reset, bad URL
+                reason = getattr(e, "reason", None) or e
+                raise DownloadError(f"download of {url} failed ({reason}); "
+                                    f"{_how_to_get(url, dest)}") from None
+            except Exception as e:  # http.client.IncompleteRead and other protocol errors
+                raise DownloadError(f"download of {url} failed ({type(e).__name__}: {e}); "
+                                    f"{_how_to_get(url, dest)}") from None
+            if total is not None and received != total:
+                raise DownloadError(f"download of {url} is truncated ({received} of {total} bytes); "
+                                    f"{_how_to_get(url, dest)}")
+            digest = sha.hexdigest()
+            if expected_sha256_prefix and not digest.startswith(expected_sha256_prefix.lower()):
+                raise DownloadError(f"download of {url} has sha256 {digest[:16]}..., expected it to start "
+                                    f"with {expected_sha256_prefix}; the file was deleted (corrupt or changed "
+                                    "upstream)")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    logger.info("downloaded %s -> %s (sha256 %s...)", url, dest, digest[:12])
+    return dest
+
+
+def _looks_like_path(text: str) -> bool:
+    suffixes = (".pth", ".pt", ".ckpt", ".bin", ".tar")
+    return os.sep in text or "/" in text or Path(text).suffix.lower() in suffixes
+
+
+def resolve_weights(name_or_path: Union[str, os.PathLike], *,
+                    cache_dir: Optional[Union[str, os.PathLike]] = None, offline: bool = False, progress: bool = True, timeout: float = 30.0) -> Path:
+    """A local weights file for a path or a zoo name (downloaded into the cache when missing).
+
+    A path that exists is returned as is, without any network access. A zoo name is looked up in the
+    cache and downloaded if absent (unless ``offline``).
+
+    Raises:
+        CheckpointError: a path that does not exist.
+        ConfigError: neither an existing file nor a zoo name (the message lists the names).
+        DownloadError: the download failed or ``offline`` is set and the file is not cached; the message
+            gives the URL and says to pass the file with ``--weights PATH``.
+    """
+    text = os.fspath(name_or_path)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path
+    if text not in ZOO:
+        if path.exists():
+            raise CheckpointError(f"weights '{path}' is not a file; expected a checkpoint file or a zoo name")
+        if _looks_like_path(text):
+            raise CheckpointError(f"weights file '{path}' does not exist; expected a checkpoint file or one "
+                                  f"of the zoo names {', '.join(list_models())}")
+        get_model_info(text)  # raises with the list of names
+    info = ZOO[text]
+    dest = Path(cache_dir or default_cache_dir()).expanduser() / "checkpoints" / info.filename
+    if dest.is_file():
+        logger.info("using cached weights %s", dest)
+        return dest
+    if offline:
+        raise DownloadError(f"weights '{text}' are not in the cache ({dest}) and offline mode is on; "
+                            f"{_how_to_get(info.url, dest)}")
+    logger.info("downloading %s (%s) to %s", text, info.url, dest)
+    return download(info.url, dest, info.sha256_prefix, progress=progress, timeout=timeout)
