@@ -135,10 +135,6 @@ def read_checkpoint(path: PathLike) -> dict:
     return obj
 
 
-def _all_tensors(d: Any) -> bool:
-    return isinstance(d, dict) and len(d) > 0 and all(isinstance(v, torch.Tensor) for v in d.values())
-
-
 def extract_state_dict(obj: Mapping, path: PathLike = "<state dict>") -> StateDict:
     """The model weights inside a checkpoint dict, renamed to the official HRNet state-dict names.
 
@@ -232,8 +228,8 @@ def _mismatch_message(ckpt: Mapping[str, torch.Tensor], model_sd: Mapping[str, t
     if [s[0] for s in shapes] in ([head], [head, "final_layer.bias"]) and not missing and not unexpected:
         k_ckpt, k_model = int(ckpt[head].shape[0]), int(model_sd[head].shape[0])
         return (f"{where} predicts {k_ckpt} keypoints ({head} {list(ckpt[head].shape)}) but the model is "
-                f"built for {k_model}; set MODEL.NUM_JOINTS to {k_ckpt} with the matching dataset, or use weights "
-                f"trained on {k_model} keypoints")
+                f"built for {k_model}; set MODEL.NUM_JOINTS to {k_ckpt} with the matching dataset, or use "
+                f"weights trained on {k_model} keypoints")
     parts = []
     if missing:
         parts.append(f"missing {len(missing)} keys: {_names(missing)}")
@@ -438,7 +434,8 @@ def _plain(obj: Any, where: str) -> Any:
 
 def save_checkpoint(path: PathLike, *, model: torch.nn.Module, cfg, codec, spec, optimizer=None,
                     scheduler=None, scaler=None, epoch: int = 0, step: int = 0,
-                    rng_state: Optional[Mapping] = None, best_metric: Optional[float] = None, extra: Optional[Mapping] = None) -> Path:
+                    rng_state: Optional[Mapping] = None, best_metric: Optional[float] = None,
+                    extra: Optional[Mapping] = None) -> Path:
     """Write a self-describing checkpoint atomically (temp file in the same folder, fsync, rename).
 
     The file is a dict: ``format``, ``format_version``, ``state_dict`` (official names, CPU tensors),

@@ -25,8 +25,14 @@ Decoders (``decoder``), all returning crop-pixel coordinates and the heatmap max
                    flip shift (``unbiased`` is True: crops must use ``crop_matrix(..., unbiased=True)``).
 
 Round trips (tested): ``decode(encode(k))`` recovers sub-pixel ``k`` within 0.05 px for ``dark`` and
-``udp`` with unbiased targets. With ``msra`` targets the peak is quantised, so ``quarter``/``none``
-return ``round(x / stride) * stride``: the error is at most ``stride / 2`` per axis (2 px at 4x).
+``udp`` with unbiased targets. With ``msra`` targets the peak is quantised, so every decoder returns
+``round(x / stride) * stride`` (DARK within 0.01 px of it): the error is at most ``stride / 2`` per
+axis (2 px at 4x). Use ``HeatmapCodec(..., decoder="dark", encoding="unbiased")`` to train for DARK.
+
+Flip test: with the official ``size/2`` grid, ``flip_average`` of a perfect model's outputs (the
+mirrored crop encodes ``W - 1 - x``) returns the plain maps exactly for keypoints on the stride grid;
+off the grid the one-pixel shift leaves the official bias (+0.25 heatmap px on average on x). UDP
+needs no shift and is exact everywhere.
 
 Degenerate maps are defined, not NaN: an all-zero or all-negative map decodes to (0, 0) with its
 maximum as score (official); for DARK the modulated all-zero map is kept at zero (DarkPose makes it
@@ -171,8 +177,10 @@ def argmax_heatmaps(heatmaps: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     hm = _check_heatmaps(heatmaps)
     n, k, h, w = hm.shape
     flat = hm.reshape(n, k, h * w)
-    idx = np.argmax(flat, axis=2) if h * w else np.zeros((n, k), np.int64)
-    maxvals = np.take_along_axis(flat, idx[..., None], axis=2)[..., 0].astype(np.float32)
+    if h * w == 0:
+        raise ValueError(f"heatmaps have an empty spatial size {h}x{w}")
+    idx = np.argmax(flat, axis=2)
+    maxvals = _gather(flat, w, idx, 0).astype(np.float32)
     if not np.isfinite(maxvals).all():
         bad = np.argwhere(~np.isfinite(maxvals))
         raise ValueError(f"heatmaps contain NaN or +inf ({len(bad)} maps, first at person {bad[0][0]}, "
@@ -182,9 +190,14 @@ def argmax_heatmaps(heatmaps: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return coords, maxvals
 
 
-def _gather(hm_flat: np.ndarray, w: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``hm[n, k, y, x]`` for index arrays (N, K) (already clipped into the map)."""
-    return np.take_along_axis(hm_flat, (y * w + x)[..., None], axis=2)[..., 0]
+def _gather(hm_flat: np.ndarray, w: int, x: np.ndarray, y) -> np.ndarray:
+    """``hm[n, k, y, x]`` for index arrays (..., N, K) (already clipped into the map).
+
+    One fancy index into the flat buffer (``take_along_axis`` costs several times more per call).
+    """
+    n, k, hw = hm_flat.shape
+    base = (np.arange(n * k) * hw).reshape(n, k)
+    return np.ravel(hm_flat)[base + y * w + x]
 
 
 def refine_quarter(heatmaps: np.ndarray, coords_hm: np.ndarray) -> np.ndarray:
@@ -202,8 +215,8 @@ def refine_quarter(heatmaps: np.ndarray, coords_hm: np.ndarray) -> np.ndarray:
     px, py = np.where(ok, px, 2), np.where(ok, py, 2)
     xp, xm = np.minimum(px + 1, w - 1), np.maximum(px - 1, 0)
     yp, ym = np.minimum(py + 1, h - 1), np.maximum(py - 1, 0)
-    diff_x = _gather(flat, w, xp, py) - _gather(flat, w, xm, py)
-    diff_y = _gather(flat, w, px, yp) - _gather(flat, w, px, ym)
+    v = _gather(flat, w, np.stack([xp, xm, px, px]), np.stack([py, py, yp, ym]))
+    diff_x, diff_y = v[0] - v[1], v[2] - v[3]
     shift = np.stack([np.sign(diff_x), np.sign(diff_y)], axis=2).astype(np.float32) * np.float32(0.25)
     return (coords_hm + shift * ok[..., None]).astype(np.float32)
 
@@ -237,31 +250,97 @@ def dark_modulate(heatmaps: np.ndarray, kernel: int = 11) -> np.ndarray:
     return blurred * ratio[..., None, None]
 
 
-def refine_dark(heatmaps: np.ndarray, coords_hm: np.ndarray, kernel: int = 11) -> np.ndarray:
+# (dx, dy) of the 13 log-heatmap samples the Taylor step reads.
+_TAYLOR_TAPS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1), (2, 0), (-2, 0), (0, 2), (0, -2),
+                (1, 1), (-1, 1), (1, -1), (-1, -1))
+
+
+def _local_blur(heatmaps: np.ndarray, ii: np.ndarray, jj: np.ndarray, px: np.ndarray, py: np.ndarray,
+                kernel: int) -> np.ndarray:
+    """The DARK blur (constant-0 border) evaluated only on the 5x5 grid around each (px, py).
+
+    Args:
+        heatmaps: (N, K, H, W).
+        ii, jj, px, py: (M,) person, joint and pixel indices of the selected joints.
+
+    Returns:
+        (M, 5, 5) float64 indexed ``[dy + 2, dx + 2]``; equal to :func:`dark_modulate` before its
+        rescale, at a few hundred multiply-adds per joint instead of a whole-map blur.
+    """
+    n, k, h, w = heatmaps.shape
+    reach = kernel // 2 + 2
+    span = 2 * reach + 1
+    patch = np.zeros((len(ii), span, span), np.float64)
+    inner = (px >= reach) & (px < w - reach) & (py >= reach) & (py < h - reach)
+    if inner.any():   # whole patch inside the map: one strided copy per joint
+        windows = np.lib.stride_tricks.sliding_window_view(heatmaps, (span, span), axis=(2, 3))
+        sel = np.nonzero(inner)[0]
+        patch[sel] = windows[ii[sel], jj[sel], py[sel] - reach, px[sel] - reach]
+    if not inner.all():   # near a border: gather with zeros outside the map
+        sel = np.nonzero(~inner)[0]
+        offsets = np.arange(span) - reach
+        ys, xs = py[sel, None] + offsets, px[sel, None] + offsets                     # (S, span)
+        inside = ((ys >= 0) & (ys < h))[:, :, None] & ((xs >= 0) & (xs < w))[:, None, :]
+        vals = heatmaps[ii[sel, None, None], jj[sel, None, None],
+                        np.clip(ys, 0, h - 1)[:, :, None], np.clip(xs, 0, w - 1)[:, None, :]]
+        patch[sel] = vals * inside
+    g = cv2.getGaussianKernel(kernel, 0).ravel()
+    band = np.zeros((5, span))
+    for j in range(5):
+        band[j, j:j + kernel] = g
+    # Two plain GEMMs over all joints at once (stacks of tiny matmuls are far slower in numpy).
+    rows = patch.reshape(-1, span) @ band.T                                        # blur along x
+    rows = rows.reshape(-1, span, 5).transpose(0, 2, 1).reshape(-1, span) @ band.T  # along y
+    return rows.reshape(-1, 5, 5).transpose(0, 2, 1)
+
+
+def refine_dark(heatmaps: np.ndarray, coords_hm: np.ndarray, kernel: int = 11,
+                maxvals: Optional[np.ndarray] = None) -> np.ndarray:
     """DARK refinement: modulate, ``log(max(., 1e-10))``, one Newton step at the integer argmax.
 
     Applied where ``1 < px < W-2`` and ``1 < py < H-2`` (``p = int(coord)``) and the Hessian's
     determinant is non-zero; the offset is not clamped (as DarkPose). Returns (N, K, 2) float32.
+
+    Fast path: the step only reads 13 log values, and the max-rescale of the modulation adds the
+    same constant to all of them, so it cancels in every derivative. When the map maximum is > 0
+    and the 13 blurred values are > 1e-10 the rescaled values are too (the blur of a map bounded by
+    its max ``m0 > 0`` stays <= m0, so the rescale factor is >= 1) and the clamp is inactive; the
+    blur is then evaluated on the 5x5 neighbourhood only. Other joints in the window take the
+    whole-map :func:`dark_modulate` path, exactly as DarkPose. ``maxvals`` (N, K), the map maxima
+    from :func:`argmax_heatmaps`, saves a pass over the maps.
     """
     hm = _check_heatmaps(heatmaps)
     n, k, h, w = hm.shape
-    logs = np.log(np.maximum(dark_modulate(hm, kernel), np.float32(1e-10))).reshape(n, k, h * w)
+    coords_hm = np.asarray(coords_hm, dtype=np.float32)
+    if w < 5 or h < 5 or hm.size == 0:   # no pixel can be inside the window; keep the argmax
+        return coords_hm.copy()
     p = np.trunc(coords_hm).astype(np.int64)
     px, py = p[..., 0], p[..., 1]
     ok = (px > 1) & (px < w - 2) & (py > 1) & (py < h - 2)
     px, py = np.where(ok, px, 2), np.where(ok, py, 2)
-    if w < 5 or h < 5:   # no pixel is inside the window; keep the argmax
-        return np.asarray(coords_hm, np.float32).copy()
 
-    def at(dx, dy):
-        return _gather(logs, w, px + dx, py + dy).astype(np.float64)
-
-    c = at(0, 0)
-    dx = 0.5 * (at(1, 0) - at(-1, 0))
-    dy = 0.5 * (at(0, 1) - at(0, -1))
-    dxx = 0.25 * (at(2, 0) - 2 * c + at(-2, 0))
-    dyy = 0.25 * (at(0, 2) - 2 * c + at(0, -2))
-    dxy = 0.25 * (at(1, 1) - at(-1, 1) - at(1, -1) + at(-1, -1))
+    m0 = hm.reshape(n, k, -1).max(axis=2) if maxvals is None else np.asarray(maxvals).reshape(n, k)
+    logs = np.zeros((n, k, len(_TAYLOR_TAPS)))
+    ii, jj = np.nonzero(ok)
+    if len(ii):
+        sx, sy = px[ii, jj], py[ii, jj]
+        local = _local_blur(hm, ii, jj, sx, sy, kernel)
+        vals = np.stack([local[:, dy + 2, dx + 2] for dx, dy in _TAYLOR_TAPS], axis=-1)   # (M, 13)
+        fast = (m0[ii, jj] > 0) & (vals.min(axis=-1) > 1e-10)
+        logs[ii, jj] = np.log(np.where(fast[:, None], vals, 1.0))
+        slow = np.nonzero(~fast)[0]
+        if len(slow):
+            si, sj, sx, sy = ii[slow], jj[slow], sx[slow, None], sy[slow, None]
+            mod = dark_modulate(hm[si, sj][:, None], kernel)                            # (S, 1, h, w)
+            mod = np.log(np.maximum(mod, np.float32(1e-10))).reshape(len(si), 1, h * w)
+            logs[si, sj] = np.stack([_gather(mod, w, sx + dx, sy + dy)[:, 0] for dx, dy in _TAYLOR_TAPS],
+                                    axis=-1)
+    c, xp, xm, yp, ym, xpp, xmm, ypp, ymm, pp, mp, pm, mm = np.moveaxis(logs, -1, 0)
+    dx = 0.5 * (xp - xm)
+    dy = 0.5 * (yp - ym)
+    dxx = 0.25 * (xpp - 2 * c + xmm)
+    dyy = 0.25 * (ypp - 2 * c + ymm)
+    dxy = 0.25 * (pp - mp - pm + mm)
     det = dxx * dyy - dxy * dxy
     ok &= det != 0
     safe = np.where(ok, det, 1.0)
@@ -411,7 +490,7 @@ class HeatmapCodec:
         if self.decoder == "quarter":
             coords = refine_quarter(heatmaps, coords)
         elif self.decoder in ("dark", "udp"):
-            coords = refine_dark(heatmaps, coords, self.blur_kernel)
+            coords = refine_dark(heatmaps, coords, self.blur_kernel, maxvals)
         return coords, maxvals
 
     def decode(self, heatmaps: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -462,7 +541,8 @@ class HeatmapCodec:
                        flip_shift=d.get("flip_shift", True), blur_kernel=d.get("blur_kernel", 11),
                        encoding=d.get("encoding"))
         except (KeyError, TypeError) as e:
-            raise ConfigError(f"codec: malformed entry ({e!r}); expected the fields of HeatmapCodec.to_dict") from None
+            raise ConfigError(f"codec: malformed entry ({e!r}); "
+                              "expected the fields of HeatmapCodec.to_dict") from None
 
     def __eq__(self, other) -> bool:
         return isinstance(other, HeatmapCodec) and self.to_dict() == other.to_dict()

@@ -146,7 +146,8 @@ def _num(v: float, digits: Optional[int]) -> float:
 
 
 def frame_record(frame_index: int, timestamp_s: Optional[float], source: str,
-                 results: Sequence[PoseResult], *, meta: Optional[dict] = None, digits: Optional[int] = 3) -> dict:
+                 results: Sequence[PoseResult], *, meta: Optional[dict] = None,
+                 digits: Optional[int] = 3) -> dict:
     """Build a version-1 frame record (see the module docstring) from one frame's poses.
 
     ``digits`` rounds coordinates and scores (3 = 1/1000 px); ``None`` keeps full precision.

@@ -163,16 +163,14 @@ class FrameSource:
                         self.dropped += 1
                     except queue.Empty:
                         pass
+        # files, and the end marker / an error of any source: wait for room (never drop), but give up
+        # when the consumer has closed the source
         while not self._stop.is_set():
             try:
                 q.put(item, timeout=0.1)
                 return
             except queue.Full:
-                if force and self.is_live:
-                    try:
-                        q.get_nowait()
-                    except queue.Empty:
-                        pass
+                pass
 
     def close(self) -> None:
         """Stop the reader thread and release the source (idempotent)."""

@@ -184,9 +184,9 @@ def download(url: str, dest: Union[str, os.PathLike], expected_sha256_prefix: Op
                                     f"{_how_to_get(url, dest)}")
             digest = sha.hexdigest()
             if expected_sha256_prefix and not digest.startswith(expected_sha256_prefix.lower()):
-                raise DownloadError(f"download of {url} has sha256 {digest[:16]}..., expected it to start "
-                                    f"with {expected_sha256_prefix}; the file was deleted (corrupt or changed "
-                                    "upstream)")
+                raise DownloadError(f"download of {url} has sha256 {digest[:16]}..., expected it to "
+                                    f"start with {expected_sha256_prefix}; the file was deleted (corrupt or "
+                                    "changed upstream)")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, dest)
@@ -204,7 +204,8 @@ def _looks_like_path(text: str) -> bool:
 
 
 def resolve_weights(name_or_path: Union[str, os.PathLike], *,
-                    cache_dir: Optional[Union[str, os.PathLike]] = None, offline: bool = False, progress: bool = True, timeout: float = 30.0) -> Path:
+                    cache_dir: Optional[Union[str, os.PathLike]] = None, offline: bool = False,
+                    progress: bool = True, timeout: float = 30.0) -> Path:
     """A local weights file for a path or a zoo name (downloaded into the cache when missing).
 
     A path that exists is returned as is, without any network access. A zoo name is looked up in the

@@ -58,7 +58,8 @@ def test_joint_weights_match_official(tf):
 
 
 def test_unbiased_targets_match_darkpose(tf):
-    heatmaps, weights = unbiased_targets(tf["dark_tgt_joints_hm"][..., :2], tf["tgt_vis"][..., 0], (48, 64), 2)
+    joints_hm = tf["dark_tgt_joints_hm"][..., :2]
+    heatmaps, weights = unbiased_targets(joints_hm, tf["tgt_vis"][..., 0], (48, 64), 2)
     np.testing.assert_allclose(heatmaps, tf["dark_tgt_target_s2"], atol=ATOL_TGT, rtol=0)
     np.testing.assert_array_equal(weights, tf["dark_tgt_weight_s2"][..., 0])
 
@@ -92,6 +93,7 @@ def test_argmax_matches_official_get_max_preds(dec):
 def test_quarter_refinement_in_heatmap_space(dec):
     coords, maxvals = codec_256().decode_heatmap_space(dec["heatmaps"])
     np.testing.assert_allclose(coords, dec["coords_hm_pp"], atol=ATOL_PX, rtol=0)
+    np.testing.assert_array_equal(refine_quarter(dec["heatmaps"], dec["argmax_coords"]), coords)
     np.testing.assert_array_equal(maxvals, dec["maxvals_pp"][..., 0])
 
 
@@ -222,7 +224,8 @@ def test_msra_round_trip_is_quantised_to_the_stride(rng, decoder):
     assert np.abs(decoded - kp).max() <= 2.0
     np.testing.assert_array_equal(scores, 1.0)
     on_grid = np.round(kp / 4) * 4
-    np.testing.assert_allclose(codec.decode(codec.encode(on_grid, np.ones(kp.shape[:2]))[0])[0], on_grid, atol=1e-2)
+    decoded_grid, _ = codec.decode(codec.encode(on_grid, np.ones(kp.shape[:2]))[0])
+    np.testing.assert_allclose(decoded_grid, on_grid, atol=1e-2)
 
 
 def test_udp_codec_is_consistent_with_darkpose_heatmap_transform(rng):
@@ -297,7 +300,8 @@ def test_to_dict_round_trip_with_plain_types():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(decoder="soft"), "decoder"), (dict(blur_kernel=4), "blur_kernel"), (dict(blur_kernel=0), "blur_kernel"), (dict(encoding="x"), "encoding")])
+    (dict(decoder="soft"), "decoder"), (dict(blur_kernel=4), "blur_kernel"),
+    (dict(blur_kernel=0), "blur_kernel"), (dict(encoding="x"), "encoding")])
 def test_invalid_settings_raise_config_error(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         codec_256(**kwargs)
@@ -318,7 +322,8 @@ def _cfg(test=None, **model):
 def test_build_codec_from_official_and_project_keys():
     official = build_codec(_cfg(dict(POST_PROCESS=True, SHIFT_HEATMAP=True)))
     assert official == codec_256("quarter", flip_shift=True)
-    assert build_codec(_cfg(dict(POST_PROCESS=False, SHIFT_HEATMAP=False))) == codec_256("none", flip_shift=False)
+    plain = build_codec(_cfg(dict(POST_PROCESS=False, SHIFT_HEATMAP=False)))
+    assert plain == codec_256("none", flip_shift=False)
     dark = build_codec(_cfg(dict(POST_PROCESS=True, DECODER="dark", BLUR_KERNEL=3)))
     assert dark.decoder == "dark" and dark.blur_kernel == 3
     assert build_codec(_cfg(dict(DECODER=""), SIGMA=3)).sigma == 3.0
@@ -332,4 +337,40 @@ def test_build_codec_from_project_config_if_available():
     config = pytest.importorskip("pose.config", reason="pose.config not written yet")
     cfg = config.get_default_config()
     codec = build_codec(cfg)
-    assert codec.input_size == tuple(cfg.MODEL.IMAGE_SIZE) and codec.heatmap_size == tuple(cfg.MODEL.HEATMAP_SIZE)
+    assert codec.input_size == tuple(cfg.MODEL.IMAGE_SIZE)
+    assert codec.heatmap_size == tuple(cfg.MODEL.HEATMAP_SIZE)
+
+
+def _refine_dark_per_joint(heatmaps, coords, kernel):
+    """Plain per-joint DARK (whole-map modulation, log, Taylor) written out as DarkPose does."""
+    logs = np.log(np.maximum(dark_modulate(heatmaps, kernel), np.float32(1e-10)))
+    out = coords.astype(np.float64).copy()
+    h, w = heatmaps.shape[2:]
+    for n, k in np.ndindex(*heatmaps.shape[:2]):
+        px, py = int(coords[n, k, 0]), int(coords[n, k, 1])
+        if not (1 < px < w - 2 and 1 < py < h - 2):
+            continue
+        m = logs[n, k].astype(np.float64)
+        dx, dy = 0.5 * (m[py, px + 1] - m[py, px - 1]), 0.5 * (m[py + 1, px] - m[py - 1, px])
+        dxx = 0.25 * (m[py, px + 2] - 2 * m[py, px] + m[py, px - 2])
+        dyy = 0.25 * (m[py + 2, px] - 2 * m[py, px] + m[py - 2, px])
+        dxy = 0.25 * (m[py + 1, px + 1] - m[py - 1, px + 1] - m[py + 1, px - 1] + m[py - 1, px - 1])
+        hess = np.array([[dxx, dxy], [dxy, dyy]])
+        if np.linalg.det(hess) != 0:
+            out[n, k] -= np.linalg.solve(hess, [dx, dy])
+    return out
+
+
+@pytest.mark.parametrize("kernel", [3, 11])
+def test_dark_fast_path_equals_whole_map_modulation(rng, dec, kernel):
+    """The 5x5-neighbourhood blur gives the whole-map result, on smooth and on pathological maps
+    (mixed signs, isolated tiny peaks, where the 1e-10 clamp takes the whole-map path)."""
+    smooth = dec["heatmaps"][:3]
+    wild = rng.normal(0, 1, (2, 17, 64, 48)).astype(np.float32)
+    wild[0, :5] = -1.0
+    wild[0, :5, 30, 20] = 1e-12                                          # tiny isolated positive peak
+    wild[1] *= rng.uniform(size=(17, 64, 48)) > 0.97                    # sparse spikes
+    for hm in (smooth, wild):
+        coords, _ = argmax_heatmaps(hm)
+        expected = _refine_dark_per_joint(hm, coords, kernel)
+        np.testing.assert_allclose(refine_dark(hm, coords, kernel), expected, atol=ATOL_PX, rtol=0)

@@ -42,8 +42,9 @@ def test_box_to_center_scale_only_grows_to_the_input_aspect(rng):
 
 def _e2e_sets(golden):
     e2e = golden("golden_e2e_coco_seed0.json")
-    return [(e2e["sets"][name], gt) for name, gt in
-            (("coco", "coco/test_coco.json"), ("coco_mini", "coco-mini/annotations/person_keypoints_val2017.json"))]
+    gt_files = {"coco": "coco/test_coco.json",
+                "coco_mini": "coco-mini/annotations/person_keypoints_val2017.json"}
+    return [(e2e["sets"][name], gt) for name, gt in gt_files.items()]
 
 
 def test_clean_gt_boxes_and_windows_match_official_records(golden, data_dir):
@@ -85,7 +86,8 @@ def test_crop_matrix_matches_official_with_rotation(tf):
     assert m.shape == (10, 2, 3) and m.dtype == np.float64
     np.testing.assert_allclose(m, tf["aff_trans"], atol=ATOL, rtol=0)
     np.testing.assert_allclose(g.invert_affine(m), tf["aff_trans_inv"], atol=ATOL, rtol=0)
-    np.testing.assert_allclose(g.apply_affine(tf["aff_points"], m), tf["aff_points_transformed"], atol=ATOL, rtol=0)
+    points = g.apply_affine(tf["aff_points"], m)
+    np.testing.assert_allclose(points, tf["aff_points_transformed"], atol=ATOL, rtol=0)
 
 
 def test_heatmap_to_image_matches_official_transform_preds(tf):
@@ -131,8 +133,8 @@ def test_inverse_composed_with_forward_is_identity(rng):
         pts = rng.uniform(-50, 600, (n, 17, 2))
         back = g.apply_affine(g.apply_affine(pts, m), g.invert_affine(m))
         np.testing.assert_allclose(back, pts, atol=1e-9)
-        eye = np.einsum("nij,njk->nik", np.concatenate([g.invert_affine(m), np.tile([[[0, 0, 1]]], (n, 1, 1))], 1),
-                        np.concatenate([m, np.tile([[[0, 0, 1]]], (n, 1, 1))], 1))
+        last_row = np.tile([[[0, 0, 1]]], (n, 1, 1))
+        eye = np.concatenate([g.invert_affine(m), last_row], 1) @ np.concatenate([m, last_row], 1)
         np.testing.assert_allclose(eye, np.broadcast_to(np.eye(3), eye.shape), atol=1e-12)
 
 

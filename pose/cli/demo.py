@@ -1,0 +1,157 @@
+"""``pose-demo``: detect people, estimate and track their poses in images, videos, webcams or streams.
+
+Examples:
+    pose-demo clip.mp4                                  zoo model hrnet_w32_coco_256x192 (downloaded once)
+    pose-demo photos/ --weights model.pth --cfg configs/coco_hrnet_w32_256x192.yaml
+    pose-demo 0 --show                                  webcam 0, smoothing on, window if a GUI exists
+    pose-demo rtsp://camera/stream --det-every 3 --csv
+    pose-demo clip.mp4 --random-weights --no-flip       untrained HRNet-W32: pipeline smoke run / timing
+
+Outputs go to --output-dir: <name>_keypoints.jsonl (one record per frame), <name>_pose.mp4 for videos
+and streams, <stem>_pose.jpg + <name>_coco_results.json for images, <name>_keypoints.csv with --csv.
+"""
+import argparse
+import sys
+
+from pose.cli.common import EXIT_INTERRUPTED, add_common_args, run_cli
+
+DEFAULT_MODEL = "hrnet_w32_coco_256x192"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pose.tracking import TRACK_METRICS
+
+    p = argparse.ArgumentParser(prog="pose-demo", description=__doc__.split("\n")[0],
+                                epilog=__doc__.split("\n", 2)[2],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", help="image, folder, glob ('imgs/*.jpg'), video file, webcam index (0) or "
+                                 "rtsp/http URL")
+    p.add_argument("--output-dir", default="output/demo", help="where outputs go (default: output/demo)")
+    model = p.add_argument_group("pose model")
+    model.add_argument("--model", default=None,
+                       help=f"zoo model name (default {DEFAULT_MODEL}; downloaded on first use)")
+    model.add_argument("--weights", help="checkpoint file (project, official or mmpose) instead of --model")
+    model.add_argument("--cfg", help="experiment YAML for official/mmpose weights (or --random-weights)")
+    model.add_argument("--random-weights", action="store_true",
+                       help="UNTRAINED model of --model's architecture: pipeline smoke runs and timing only")
+    model.add_argument("--decoder", choices=("quarter", "dark", "udp", "none"), default=None,
+                       help="heatmap decoder (default: the model's)")
+    model.add_argument("--no-flip", action="store_true", help="skip the flip test (about 2x faster)")
+    model.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    model.add_argument("--batch-size", type=int, default=None, help="person crops per forward pass")
+    model.add_argument("--offline", action="store_true", help="never download; zoo weights must be cached")
+    det = p.add_argument_group("person detector")
+    det.add_argument("--detector", default="yolox-nano",
+                     help="yolox-nano (default, offline), fasterrcnn, json:PATH or whole-image")
+    det.add_argument("--det-score", type=float, default=0.3, help="minimum detector box score (default 0.3)")
+    det.add_argument("--max-persons", type=int, default=None, help="at most this many persons per frame")
+    det.add_argument("--det-every", type=int, default=1,
+                     help="run the detector every N-th frame; in between reuse boxes from the last poses")
+    vid = p.add_argument_group("video")
+    vid.add_argument("--stride", type=int, default=1, help="process every N-th frame")
+    vid.add_argument("--track", choices=TRACK_METRICS + ("none",), default="iou",
+                     help="tracking similarity for persistent ids (default iou)")
+    vid.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=None,
+                     help="One-Euro keypoint smoothing (default: on for webcam/streams, off for files)")
+    vid.add_argument("--open-timeout", type=float, default=10.0,
+                     help="seconds a webcam or stream may take to deliver its first frame")
+    out = p.add_argument_group("outputs")
+    out.add_argument("--kpt-thr", type=float, default=0.3, help="joints below this score are not drawn")
+    out.add_argument("--no-video", action="store_true", help="do not write the annotated video")
+    out.add_argument("--csv", action="store_true", help="also write <name>_keypoints.csv")
+    out.add_argument("--show", action="store_true", help="show a window (needs an OpenCV build with GUI)")
+    add_common_args(p)
+    return p
+
+
+def build_predictor(args):
+    """(predictor, description) from the model arguments; random weights when asked."""
+    from pose.errors import ConfigError, DownloadError
+    from pose.predictor import TopDownPredictor, config_for_zoo_model, load_predictor
+
+    overrides = ["TEST.DECODER", args.decoder] if args.decoder else []
+    flip = False if args.no_flip else None
+    if args.random_weights:
+        import torch
+
+        from pose.codec import build_codec
+        from pose.config import config_from_yaml_text, config_to_yaml, load_config
+        from pose.keypoints import get_keypoint_spec
+        from pose.models import build_model
+
+        if args.weights:
+            raise ConfigError("--random-weights and --weights exclude each other; pick one")
+        if args.cfg:
+            cfg = load_config(args.cfg, overrides)
+        else:
+            cfg = config_for_zoo_model(args.model or DEFAULT_MODEL)
+            if overrides:
+                cfg = config_from_yaml_text(config_to_yaml(cfg), "config", overrides)
+        torch.manual_seed(0)
+        predictor = TopDownPredictor(build_model(cfg.MODEL), build_codec(cfg),
+                                     get_keypoint_spec(cfg.DATASET.DATASET), device=args.device,
+                                     flip_test=bool(cfg.TEST.FLIP_TEST if flip is None else flip),
+                                     batch_size=int(args.batch_size or cfg.TEST.BATCH_SIZE_PER_GPU))
+        return predictor, f"random:{args.cfg or args.model or DEFAULT_MODEL}"
+    if args.weights and args.model:
+        raise ConfigError("--model and --weights exclude each other; pick one")
+    weights = args.weights or args.model or DEFAULT_MODEL
+    cfg = None
+    if args.cfg:
+        from pose.config import load_config
+        cfg = load_config(args.cfg)
+    try:
+        predictor, _ = load_predictor(weights, cfg, overrides=overrides, device=args.device,
+                                      batch_size=args.batch_size, flip_test=flip, offline=args.offline)
+    except DownloadError as e:
+        raise DownloadError(f"{e}; or run with --random-weights for an untrained smoke run") from None
+    return predictor, str(weights)
+
+
+def _body(args) -> int:
+    from pose.demo import UNTRAINED_WARNING, format_summary, run_demo
+    from pose.detection import build_detector
+    from pose.errors import ConfigError
+    from pose.fileio import ensure_output_dir
+    from pose.sources import open_source
+
+    for name, value, low in (("--stride", args.stride, 1), ("--det-every", args.det_every, 1),
+                             ("--max-persons", args.max_persons, 1), ("--batch-size", args.batch_size, 1)):
+        if value is not None and value < low:
+            raise ConfigError(f"{name}: got {value}, expected an integer >= {low}")
+    # Cheap checks first: a bad output folder or input fails in a second, before any model loads.
+    ensure_output_dir(args.output_dir)
+    source = open_source(args.input, stride=args.stride, open_timeout_s=args.open_timeout)
+    try:
+        predictor, model_name = build_predictor(args)
+        det_options = dict(score_threshold=args.det_score)
+        if args.max_persons is not None:
+            det_options["max_persons"] = args.max_persons
+        if args.detector.strip().lower() in ("fasterrcnn", "faster-rcnn"):
+            det_options["device"] = args.device
+        detector = build_detector(args.detector, **det_options)
+    except BaseException:
+        source.close()
+        raise
+    if args.random_weights:
+        print(f"WARNING: {UNTRAINED_WARNING}", file=sys.stderr)
+    meta = {"model": model_name, "detector": args.detector, "decoder": predictor.codec.decoder,
+            "flip_test": bool(predictor.flip_test), "stride": args.stride, "det_every": args.det_every}
+    summary = run_demo(source, predictor, detector, output_dir=args.output_dir, det_every=args.det_every,
+                       smooth=args.smooth, track=args.track, kpt_thr=args.kpt_thr,
+                       write_video=not args.no_video, write_csv=args.csv, show=args.show,
+                       untrained=args.random_weights, meta=meta, progress=not args.quiet)
+    print(format_summary(summary))
+    if args.random_weights:
+        print(f"WARNING: {UNTRAINED_WARNING}", file=sys.stderr)
+    if summary.interrupted and summary.source_kind not in ("webcam", "stream"):
+        return EXIT_INTERRUPTED  # Ctrl-C is the normal way to end a live run, not for a file
+    return 0
+
+
+def main(argv=None) -> int:
+    return run_cli("pose-demo", _body, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

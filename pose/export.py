@@ -1,0 +1,298 @@
+"""Export a pose network to ONNX and TorchScript, and check the export against PyTorch on the spot.
+
+Exported graphs take what ``PoseHRNet.forward`` takes: ``images`` float32 (B, 3, H, W) RGB in [0, 255]
+(normalisation is inside the graph) and return ``heatmaps`` float32 (B, K, H/4, W/4). The batch axis is
+dynamic; H and W are fixed to the model's input size.
+
+- ONNX: ``torch.onnx.export(..., dynamo=False)`` (the TorchScript-based exporter, which handles HRNet
+  in ~2-4 s) at opset :data:`ONNX_OPSET` (17); the opset, input size, input convention and producer are
+  stored in the file's ``metadata_props`` when the ``onnx`` package is installed.
+- TorchScript: ``torch.jit.trace`` of ``forward`` (TorchScript is deprecated upstream but still runs
+  without Python model code).
+
+Every file is written to a temporary name in the output folder and renamed into place.
+:func:`verify_export` runs the export and the eager model on the same crops and reports the largest
+heatmap difference and the largest decoded keypoint difference (crop pixels).
+
+Symbols: N crops, K keypoints, (H, W) model input, (h, w) heatmap.
+"""
+import contextlib
+import logging
+import os
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Dict, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from pose.errors import DataError, PoseError
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+ONNX_OPSET = 17
+INPUT_NAME, OUTPUT_NAME = "images", "heatmaps"
+HEATMAP_TOLERANCE = 1e-3   # absolute, heatmap units
+KEYPOINT_TOLERANCE = 0.01  # crop pixels
+FORMATS = ("onnx", "torchscript")
+
+
+class ExportMismatchError(PoseError, ValueError):
+    """An exported model disagrees with the PyTorch model beyond the tolerance."""
+
+
+@contextlib.contextmanager
+def _atomic_path(path: Path):
+    """Yield a temp path beside ``path``; rename it to ``path`` on success, delete it on failure."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _example_input(input_size: Sequence[int], batch: int = 1) -> torch.Tensor:
+    w, h = int(input_size[0]), int(input_size[1])
+    return torch.rand(batch, 3, h, w, generator=torch.Generator().manual_seed(0)) * 255.0
+
+
+def export_onnx(model: nn.Module, path: PathLike, input_size: Sequence[int], *, opset: int = ONNX_OPSET,
+                metadata: Optional[Dict[str, str]] = None) -> Path:
+    """Write ``model`` (eval mode, CPU) as ONNX with a dynamic batch axis; returns ``path``.
+
+    Args:
+        model: maps (B, 3, H, W) RGB [0, 255] to (B, K, h, w).
+        path: output ``.onnx`` file (its folder must exist).
+        input_size: model input (W, H).
+        opset: ONNX opset (17 is what the benchmarks used).
+        metadata: extra ``metadata_props`` entries (strings).
+    """
+    path = Path(path)
+    model = model.eval().cpu()
+    example = _example_input(input_size, 2)
+    props = {"producer": "pose", "opset": str(opset), "input_size_wh": f"{int(input_size[0])}x{int(input_size[1])}",
+             "input": f"{INPUT_NAME}: float32 (B,3,H,W) RGB in [0,255], normalisation inside the graph",
+             "output": f"{OUTPUT_NAME}: float32 (B,K,H/4,W/4)"}
+    props.update({str(k): str(v) for k, v in (metadata or {}).items()})
+    with _atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        with torch.no_grad():
+            torch.onnx.export(model, (example,), str(tmp), dynamo=False, opset_version=opset,
+                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                              do_constant_folding=True)
+        _add_onnx_metadata(tmp, props)
+    logger.info("wrote ONNX (opset %d) %s", opset, path)
+    return path
+
+
+def _add_onnx_metadata(path: Path, props: Dict[str, str]) -> None:
+    try:
+        import onnx
+    except ImportError:
+        logger.info("onnx package not installed: %s written without metadata_props", path)
+        return
+    proto = onnx.load(str(path))
+    existing = {p.key: p for p in proto.metadata_props}
+    for key, value in props.items():
+        if key in existing:
+            existing[key].value = value
+        else:
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
+
+
+def read_onnx_metadata(path: PathLike) -> Dict[str, str]:
+    """``metadata_props`` of an ONNX file as a dict (needs the ``onnx`` package)."""
+    import onnx
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
+def export_torchscript(model: nn.Module, path: PathLike, input_size: Sequence[int]) -> Path:
+    """Write ``torch.jit.trace(model)`` (eval mode, CPU, any batch size) to ``path``; returns ``path``."""
+    path = Path(path)
+    model = model.eval().cpu()
+    with _atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        with torch.no_grad():
+            traced = torch.jit.trace(model, _example_input(input_size, 2), check_trace=False)
+        torch.jit.save(traced, str(tmp))
+    logger.info("wrote TorchScript %s", path)
+    return path
+
+
+class TorchScriptBackend:
+    """Runs a saved TorchScript pose network (CPU); same call convention as the other backends."""
+
+    name = "torchscript"
+
+    def __init__(self, path: PathLike):
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"TorchScript file '{path}' does not exist")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.module = torch.jit.load(str(path), map_location="cpu").eval()
+        self.path = path
+
+    def __call__(self, crops_nchw: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            return self.module(crops_nchw.float()).float().numpy()
+
+
+# ------------------------------------------------------------------------------------------------
+# Verification
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class VerifyResult:
+    """Largest differences between an export and the PyTorch model on the same crops."""
+
+    format: str
+    num_crops: int
+    max_heatmap_diff: float
+    max_keypoint_diff_px: float
+    heatmap_tolerance: float = HEATMAP_TOLERANCE
+    keypoint_tolerance: float = KEYPOINT_TOLERANCE
+
+    @property
+    def ok(self) -> bool:
+        return self.max_heatmap_diff <= self.heatmap_tolerance and self.max_keypoint_diff_px <= self.keypoint_tolerance
+
+    def summary(self) -> str:
+        return (f"{self.format}: max |heatmap diff| {self.max_heatmap_diff:.3g} (tolerance {self.heatmap_tolerance:g}), "
+                f"max keypoint diff {self.max_keypoint_diff_px:.3g} px (tolerance {self.keypoint_tolerance:g}) "
+                f"on {self.num_crops} crops: {'OK' if self.ok else 'MISMATCH'}")
+
+
+def sample_crops(predictor, images: Sequence[np.ndarray] = (), *, num_random: int = 4,
+                 seed: int = 0) -> np.ndarray:
+    """Crops (N, H, W, 3) uint8 for verification, made by ``predictor.crop`` exactly as inference does.
+
+    Per image: the whole image and its centred half-size window. Without images: ``num_random`` seeded
+    random crops (smooth noise, so the heatmaps are not flat).
+    """
+    w, h = predictor.input_size
+    crops = []
+    for image in images:
+        ih, iw = image.shape[:2]
+        boxes = np.array([[0, 0, iw, ih], [iw / 4, ih / 4, iw / 2, ih / 2]], dtype=np.float64)
+        centers, scales = predictor.make_windows(boxes)
+        crops.append(predictor.crop(image, centers, scales))
+    if not crops:
+        rng = np.random.default_rng(seed)
+        coarse = rng.uniform(0, 255, size=(num_random, h // 8, w // 8, 3)).astype(np.float32)
+        import cv2
+        smooth = np.stack([cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) for c in coarse])
+        noise = rng.normal(0, 12, size=smooth.shape)
+        crops.append(np.clip(smooth + noise, 0, 255).astype(np.uint8))
+    return np.concatenate(crops)
+
+
+def verify_backend(reference: Callable[[torch.Tensor], np.ndarray], candidate: Callable[[torch.Tensor], np.ndarray],
+                   crops: np.ndarray, codec, *, name: str = "export", batch_size: int = 8,
+                   heatmap_tolerance: float = HEATMAP_TOLERANCE,
+                   keypoint_tolerance: float = KEYPOINT_TOLERANCE) -> VerifyResult:
+    """Compare two backends on crops (N, H, W, 3) uint8: heatmaps and keypoints decoded by ``codec``.
+
+    Keypoints are compared in crop pixels (``codec.decode``), over every joint of every crop.
+    """
+    crops = np.asarray(crops)
+    ref_maps, cand_maps = [], []
+    for start in range(0, len(crops), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(crops[start:start + batch_size])).permute(0, 3, 1, 2).float()
+        ref_maps.append(np.asarray(reference(x), dtype=np.float32))
+        cand_maps.append(np.asarray(candidate(x), dtype=np.float32))
+    ref_maps, cand_maps = np.concatenate(ref_maps), np.concatenate(cand_maps)
+    if ref_maps.shape != cand_maps.shape:
+        raise ExportMismatchError(f"{name}: heatmaps of shape {cand_maps.shape}, expected {ref_maps.shape}")
+    ref_kp, _ = codec.decode(ref_maps)
+    cand_kp, _ = codec.decode(cand_maps)
+    return VerifyResult(format=name, num_crops=len(crops),
+                        max_heatmap_diff=float(np.abs(ref_maps - cand_maps).max()) if ref_maps.size else 0.0,
+                        max_keypoint_diff_px=float(np.abs(ref_kp - cand_kp).max()) if ref_kp.size else 0.0,
+                        heatmap_tolerance=heatmap_tolerance, keypoint_tolerance=keypoint_tolerance)
+
+
+# ------------------------------------------------------------------------------------------------
+# One call: export + verify + sidecar
+# ------------------------------------------------------------------------------------------------
+def export_model(model: nn.Module, codec, spec, output_dir: PathLike, *, stem: str,
+                 formats: Sequence[str] = FORMATS, opset: int = ONNX_OPSET, crops: Optional[np.ndarray] = None,
+                 verify: bool = True, heatmap_tolerance: float = HEATMAP_TOLERANCE,
+                 keypoint_tolerance: float = KEYPOINT_TOLERANCE) -> Dict[str, dict]:
+    """Export ``model`` in each of ``formats`` to ``output_dir`` and verify each export.
+
+    Writes ``<stem>.onnx`` and/or ``<stem>.torchscript.pt`` plus ``<stem>.export.json`` (input size,
+    opset, codec, keypoint names and flip pairs, and the verification numbers), all atomically.
+
+    Args:
+        crops: (N, H, W, 3) uint8 verification crops (see :func:`sample_crops`); required if ``verify``.
+
+    Returns:
+        ``{format: {"path": str, "verify": {...} or None}}``.
+
+    Raises:
+        ExportMismatchError: an export differs from PyTorch beyond a tolerance (the file is kept so it can
+            be inspected; the sidecar records the numbers).
+    """
+    from pose.fileio import ensure_output_dir, write_json
+    from pose.predictor import TorchBackend
+
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise PoseError(f"export format(s) {unknown or '(none)'} unknown; expected some of {', '.join(FORMATS)}")
+    out = ensure_output_dir(output_dir)
+    input_size = tuple(int(v) for v in codec.input_size)
+    model = model.eval().cpu()
+    reference = TorchBackend(model, "cpu")
+    results: Dict[str, dict] = {}
+    for fmt in formats:
+        if fmt == "onnx":
+            path = export_onnx(model, out / f"{stem}.onnx", input_size, opset=opset,
+                               metadata={"keypoints": ",".join(spec.keypoint_names)})
+        else:
+            path = export_torchscript(model, out / f"{stem}.torchscript.pt", input_size)
+        check = None
+        if verify:
+            if crops is None:
+                raise ValueError("export_model: crops are required when verify=True")
+            if fmt == "onnx":
+                from pose.backends import OnnxRuntimeBackend
+                candidate = OnnxRuntimeBackend(path)
+            else:
+                candidate = TorchScriptBackend(path)
+            check = verify_backend(reference, candidate, crops, codec, name=fmt,
+                                   heatmap_tolerance=heatmap_tolerance, keypoint_tolerance=keypoint_tolerance)
+            logger.info(check.summary())
+        results[fmt] = {"path": str(path), "verify": None if check is None else dict(asdict(check), ok=check.ok)}
+    sidecar = {
+        "input_size_wh": list(input_size), "opset": opset if "onnx" in formats else None,
+        "input": f"{INPUT_NAME}: float32 (B,3,H,W) RGB in [0,255]; normalisation is inside the model",
+        "output": f"{OUTPUT_NAME}: float32 (B,K,H/4,W/4)",
+        "codec": codec.to_dict(), "keypoint_names": list(spec.keypoint_names),
+        "flip_pairs": [list(p) for p in spec.flip_pairs], "exports": results,
+    }
+    write_json(out / f"{stem}.export.json", sidecar, indent=2)
+    bad = [r["verify"] for r in results.values() if r["verify"] is not None and not r["verify"]["ok"]]
+    if bad:
+        b = bad[0]
+        raise ExportMismatchError(
+            f"{b['format']} export differs from PyTorch: max |heatmap diff| {b['max_heatmap_diff']:.3g} "
+            f"(tolerance {b['heatmap_tolerance']:g}), max keypoint diff {b['max_keypoint_diff_px']:.3g} px "
+            f"(tolerance {b['keypoint_tolerance']:g})")
+    return results

@@ -1,0 +1,294 @@
+"""Training: a smoke run, checkpoint round trip, "it learns", DDP, crash safety, plotting, CLIs.
+
+Everything runs on the CPU with the tiny config on the real 4-image COCO sample (12 GT persons).
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pose.checkpoint import load_checkpoint, save_checkpoint
+from pose.config import config_from_yaml_text, load_config
+from pose.data import build_dataset
+from pose.predictor import TopDownPredictor, load_predictor
+from pose.training import epoch_indices, primary_metric, train, warmup_factor
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "configs" / "tiny_hrnet_128x96.yaml"
+COCO = REPO / "tests" / "data" / "coco"
+# Absolute data paths so the tests do not depend on the working directory.
+DATA = ["DATA_DIR", "", "DATASET.TRAIN_ANN_FILE", str(COCO / "test_coco.json"),
+        "DATASET.TRAIN_IMAGE_DIR", str(COCO), "DATASET.TEST_ANN_FILE", str(COCO / "test_coco.json"),
+        "DATASET.TEST_IMAGE_DIR", str(COCO), "TEST.COCO_BBOX_FILE", str(COCO / "test_coco_det_AP_H_56.json")]
+# One process, one thread: the same float results in every run of the subprocess tests.
+ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(REPO))
+
+
+def tiny(*overrides):
+    return load_config(TINY, DATA + [str(v) for v in overrides])
+
+
+def records(run_dir, kind=None):
+    lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+    out = [json.loads(line) for line in lines if line.strip()]
+    return [r for r in out if kind is None or r["type"] == kind]
+
+
+def state_dict(path):
+    return load_checkpoint(path)["state_dict"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Fast
+# ------------------------------------------------------------------------------------------------
+def test_two_iterations_checkpoint_round_trip(tmp_path):
+    torch.set_num_threads(1)
+    cfg = tiny("TRAIN.END_EPOCH", 2, "TRAIN.MAX_ITERS_PER_EPOCH", 1, "TRAIN.BATCH_SIZE_PER_GPU", 2,
+               "TRAIN.VAL_INTERVAL", 2, "TRAIN.LR_STEP", "[1]",
+               "LOG_DIR", "")  # no TensorBoard here: its import takes seconds
+    out = train(cfg, tmp_path, device="cpu", progress=False)
+
+    for name in ("config.yaml", "metrics.jsonl", "checkpoint_last.pth", "model_best.pth", "final.pth"):
+        assert (tmp_path / name).is_file(), name
+    assert config_from_yaml_text((tmp_path / "config.yaml").read_text()) == cfg
+    steps = records(tmp_path, "train")
+    assert [r["global_step"] for r in steps] == [1, 2]
+    assert all(np.isfinite(r["loss"]) and r["loss"] > 0 for r in steps)
+    # Scheduler stepped after each epoch: LR_STEP [1] -> epoch 0 at LR, epoch 1 at LR * 0.1.
+    assert [r["lr"] for r in steps] == pytest.approx([1e-3, 1e-4])
+    val = records(tmp_path, "val")
+    assert len(val) == 1 and val[0]["metric"] == "AP" and 0.0 <= val[0]["value"] <= 1.0
+    last = load_checkpoint(tmp_path / "checkpoint_last.pth")
+    assert (last["epoch"], last["step"]) == (2, 0)
+    assert {"optimizer", "scheduler", "scaler", "rng_state"} <= set(last)
+
+    # final.pth -> load_predictor gives the same heatmaps as the network that was trained.
+    predictor, _ = load_predictor(tmp_path / "final.pth")
+    dataset = build_dataset(cfg, "test", predictor.codec)
+    crops = np.stack([dataset[i]["image"] for i in range(3)])
+    reference = TopDownPredictor(out["model"], predictor.codec, predictor.spec, flip_test=True)
+    got, got_flip = predictor.forward_heatmaps(crops)
+    want, want_flip = reference.forward_heatmaps(crops)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got_flip, want_flip)
+
+
+def test_resume_order_is_the_tail_of_the_full_epoch():
+    sampler = torch.utils.data.DistributedSampler(list(range(13)), num_replicas=1, rank=0, shuffle=True,
+                                                  seed=5)
+    full = epoch_indices(sampler, 3, 0, 4)
+    assert sorted(full) == list(range(13))
+    assert epoch_indices(sampler, 3, 2, 4) == full[8:]
+    assert epoch_indices(sampler, 4, 0, 4) != full  # a new permutation per epoch, reproducible per epoch
+    assert epoch_indices(sampler, 3, 0, 4) == full
+
+
+def test_warmup_and_metric_names():
+    assert warmup_factor(0, 10, 0.001) == pytest.approx(0.001)
+    assert warmup_factor(5, 10, 0.001) == pytest.approx(0.5005)
+    assert warmup_factor(10, 10, 0.001) == 1.0 and warmup_factor(3, 0, 0.001) == 1.0
+    assert primary_metric("coco") == "AP" and primary_metric("mpii") == "Mean"
+
+
+def test_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    from pose.codec import build_codec
+    from pose.keypoints import COCO_17
+    from pose.models import build_model
+
+    cfg = tiny()
+    model = build_model(cfg.MODEL)
+    path = tmp_path / "checkpoint_last.pth"
+    save_checkpoint(path, model=model, cfg=cfg, codec=build_codec(cfg), spec=COCO_17, epoch=3, step=7)
+    good = path.read_bytes()
+
+    def dying_save(obj, f, *args, **kwargs):  # writes half a file, then the disk "fills up"
+        f.write(good[:len(good) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    with pytest.raises(OSError):
+        save_checkpoint(path, model=model, cfg=cfg, codec=build_codec(cfg), spec=COCO_17, epoch=4, step=0)
+    assert path.read_bytes() == good
+    assert (load_checkpoint(path)["epoch"], load_checkpoint(path)["step"]) == (3, 7)
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint_last.pth"]  # no temp file left
+
+
+def test_plot_writes_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    from pose.cli.plot import main
+
+    lines = [{"type": "train", "epoch": 0, "step": s, "global_step": s, "loss": 0.01 / s, "lr": 1e-3}
+             for s in range(1, 6)]
+    lines += [{"type": "epoch", "epoch": 0, "global_step": 5, "loss": 0.004, "lr": 1e-3},
+              {"type": "val", "epoch": 0, "global_step": 5, "metric": "AP", "value": 0.5},
+              {"type": "train", "epoch": 0, "step": 5, "global_step": 5, "loss": 0.002,
+               "lr": 1e-3}]  # repeated by a resumed run
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"type": "tr')
+    assert main([str(tmp_path), "--quiet"]) == 0
+    png = (tmp_path / "curves.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
+    from pose.cli.plot import curves, read_metrics
+    c = curves(read_metrics(tmp_path))
+    assert c["train_loss"][0] == [1, 2, 3, 4, 5] and c["train_loss"][1][-1] == 0.002  # latest record wins
+    assert main([str(tmp_path / "missing"), "--quiet"]) == 1
+
+
+def test_train_cli_help_and_bad_config(tmp_path, capsys):
+    from pose.cli.train import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    assert "--cfg" in capsys.readouterr().out
+    assert main(["--cfg", str(TINY), "--output-dir", str(tmp_path / "run"), "TRAIN.LR", "-1.0"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "TRAIN.LR" in err[0]
+    assert main(["--cfg", str(tmp_path / "nope.yaml")]) == 1
+
+
+def test_missing_pretrained_file_is_one_line_error(tmp_path, capsys):
+    from pose.cli.train import main
+
+    code = main(["--cfg", str(TINY), "--output-dir", str(tmp_path), *DATA,
+                 "MODEL.PRETRAINED", str(tmp_path / "hrnet_w32-36af842e.pth")])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "MODEL.PRETRAINED" in err[0] and "does not exist" in err[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# Slow
+# ------------------------------------------------------------------------------------------------
+# Memorisation settings, measured on 2 shared CPU cores: no augmentation, whole set per batch.
+LEARN = ["DATASET.FLIP", False, "DATASET.SCALE_FACTOR", 0.0, "DATASET.ROT_FACTOR", 0,
+         "DATASET.PROB_HALF_BODY", -1.0, "TEST.FLIP_TEST", False, "TEST.USE_GT_BBOX", True,
+         "TRAIN.BATCH_SIZE_PER_GPU", 12, "TRAIN.MAX_ITERS_PER_EPOCH", 0, "TRAIN.LR", 0.003,
+         "TRAIN.END_EPOCH", 220, "TRAIN.LR_STEP", "[200]", "TRAIN.VAL_INTERVAL", 220, "PRINT_FREQ", 1]
+
+
+@pytest.mark.slow
+def test_it_learns_the_sample(tmp_path):
+    torch.set_num_threads(2)
+    out = train(tiny(*LEARN), tmp_path, device="cpu", progress=False)
+    losses = [r["loss"] for r in records(tmp_path, "train")]
+    assert losses[0] / np.mean(losses[-5:]) >= 10.0, (losses[0], losses[-5:])
+    assert out["best_metric"] >= 0.9, out["last_val"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_matches_single_process_validation(tmp_path):
+    from pose.validation import run_evaluation
+
+    # 55 detected boxes (score >= 0.1): not divisible by the world size 2.
+    opts = DATA + ["TEST.USE_GT_BBOX", "False", "TEST.IMAGE_THRE", "0.1", "TRAIN.END_EPOCH", "1",
+                   "TRAIN.MAX_ITERS_PER_EPOCH", "0", "TRAIN.VAL_INTERVAL", "1", "TRAIN.SYNC_BN", "True"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+           "-m", "pose.cli.train", "--cfg", str(TINY),
+           "--output-dir", str(tmp_path / "ddp"), "--device", "cpu", "--no-progress", *opts]
+    proc = subprocess.run(cmd, env=ENV, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "ddp"
+    (epoch,) = records(run, "epoch")
+    assert epoch["iters"] == 2  # 12 samples / (2 ranks x batch 4) = 1.5 -> 2 iterations per rank
+    (val,) = records(run, "val")
+
+    report = run_evaluation(load_config(TINY, opts), run / "final.pth", output_dir=tmp_path / "single",
+                            progress=False)
+    assert report["num_samples"] == 55
+    single = report["metrics"]["quarter"]
+    assert val["metrics"] == pytest.approx(single, abs=1e-12)
+    name = "keypoints_val2017_results_quarter.json"
+    dist_results = json.loads((run / name).read_text())
+    single_results = json.loads((tmp_path / "single" / name).read_text())
+    assert len(dist_results) == len(single_results) > 0
+    for a, b in zip(dist_results, single_results):
+        assert a["image_id"] == b["image_id"] and a["score"] == pytest.approx(b["score"], abs=1e-5)
+        np.testing.assert_allclose(a["keypoints"], b["keypoints"], atol=1e-3)
+
+
+def _train_cmd(run_dir):
+    opts = DATA + ["TRAIN.DETERMINISTIC", "True", "AUTO_RESUME", "True",
+                   "TRAIN.CHECKPOINT_INTERVAL_ITERS", "1",
+                   "TRAIN.MAX_ITERS_PER_EPOCH", "0", "TRAIN.BATCH_SIZE_PER_GPU", "2", "TRAIN.END_EPOCH", "2",
+                   "TRAIN.VAL_INTERVAL", "0", "TRAIN.WARMUP_ITERS", "4"]
+    return [sys.executable, "-m", "pose.cli.train", "--cfg", str(TINY), "--output-dir", str(run_dir),
+            "--device", "cpu", "--no-progress", *opts]
+
+
+def _wait_for_mid_epoch_checkpoint(proc, run_dir, min_step=2, timeout=120):
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, "training finished before a mid-epoch checkpoint was seen"
+        if metrics.exists():
+            for r in records(run_dir, "checkpoint"):
+                if r["step"] >= min_step:
+                    return
+        time.sleep(0.02)
+    raise AssertionError("no mid-epoch checkpoint appeared")
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
+    straight, crashed = tmp_path / "straight", tmp_path / "crashed"
+    proc = subprocess.run(_train_cmd(straight), env=ENV, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    proc = subprocess.Popen(_train_cmd(crashed), env=ENV, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_mid_epoch_checkpoint(proc, crashed)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (crashed / "final.pth").exists()
+    ckpt = load_checkpoint(crashed / "checkpoint_last.pth")  # whatever the kill hit, this file is whole
+    assert ckpt["epoch"] == 0 and 2 <= ckpt["step"] < 6, (ckpt["epoch"], ckpt["step"])
+
+    proc = subprocess.run(_train_cmd(crashed), env=ENV, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (resume,) = records(crashed, "resume")
+    assert (resume["epoch"], resume["step"]) == (ckpt["epoch"], ckpt["step"])
+    want, got = state_dict(straight / "final.pth"), state_dict(crashed / "final.pth")
+    assert list(want) == list(got)
+    for key in want:
+        assert torch.equal(want[key], got[key]), key
+    assert not list(crashed.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_sigint_exits_130_and_keeps_the_last_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen(_train_cmd(run), env=ENV, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_mid_epoch_checkpoint(proc, run, min_step=1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err
+    assert load_checkpoint(run / "checkpoint_last.pth")["step"] >= 1
+    assert not list(run.glob(".*.tmp"))
