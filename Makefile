@@ -15,8 +15,11 @@ $(STAMP): setup.cfg constraints.txt
 install: $(STAMP)
 
 # The main job: the demo on the bundled real clip -> annotated video + JSON-lines keypoints in output/demo.
+# It uses the COCO HRNet-W32 256x192 zoo model (downloaded once into ~/.cache/pose). Without network
+# access it says so and reruns with untrained weights, clearly bannered, so the pipeline (detector,
+# tracking, rendering, JSONL) still runs; pass DEMO_ARGS='--weights FILE' to use a local checkpoint.
 demo: $(STAMP)
-	$(BIN)/pose-demo demo/assets/demo_skeleton.mp4 --output-dir output/demo $(DEMO_ARGS)
+	@$(BIN)/pose-demo demo/assets/demo_skeleton.mp4 --output-dir output/demo --offline-fallback $(DEMO_ARGS)
 
 # The whole test suite (what .ci/run calls).
 test: $(STAMP)

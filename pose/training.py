@@ -363,6 +363,11 @@ def validate(model, dataset, cfg, *, codec, spec, dist: Dist, output_dir: Option
     from pose.validation import decoder_codecs, evaluate_dataset, make_evaluator_factory
 
     bare = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+    if dist.world_size > 1:
+        # Each rank's last forward updated its own BatchNorm running statistics; validate every shard
+        # with rank 0's, the ones its checkpoint holds.
+        for buffer in bare.buffers():
+            torch.distributed.broadcast(buffer, src=0)
     amp = _amp_dtype(cfg) if dist.device.type == "cuda" else None
     backend = TorchBackend(bare, dist.device, channels_last=bool(cfg.TRAIN.CHANNELS_LAST), autocast_dtype=amp)
     predictor = TopDownPredictor(backend, codec, spec, flip_test=bool(cfg.TEST.FLIP_TEST),
@@ -453,7 +458,11 @@ def _train(cfg, output_dir: Path, dist: Dist, progress: bool) -> dict:
     # -- model, optimiser, schedule --------------------------------------------------------------
     model = build_training_model(cfg, dist)
     if dist.world_size > 1 and t.SYNC_BN:
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        if dist.device.type == "cuda":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        elif dist.is_main:
+            logger.warning("TRAIN.SYNC_BN ignored: SyncBatchNorm needs CUDA; each CPU process keeps its own "
+                           "BatchNorm statistics")
     model = model.to(dist.device)
     if t.CHANNELS_LAST:
         model = model.to(memory_format=torch.channels_last)

@@ -395,7 +395,7 @@ def bench_demo(args) -> List[dict]:
         for flip_tag in ("no flip", "flip"):
             base = samples[f"per-box eager, {flip_tag}"]
             for name, ts in samples.items():
-                if not name.endswith(flip_tag):
+                if name.rsplit(", ", 1)[-1] != flip_tag:
                     continue
                 ratios = [b / v for b, v in zip(base, ts)]
                 rows.append({"section": "demo", "name": name, "n": n, "value": n / statistics.median(ts),

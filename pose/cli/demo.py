@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     model.add_argument("--batch-size", type=int, default=None, help="person crops per forward pass")
     model.add_argument("--offline", action="store_true", help="never download; zoo weights must be cached")
+    model.add_argument("--offline-fallback", action="store_true",
+                       help="if the zoo model cannot be downloaded, warn loudly and run with --random-weights "
+                            "--no-flip instead of failing (used by `make demo`)")
     det = p.add_argument_group("person detector")
     det.add_argument("--detector", default="yolox-nano",
                      help="yolox-nano (default, offline), fasterrcnn, json:PATH or whole-image")
@@ -104,6 +107,12 @@ def build_predictor(args):
         predictor, _ = load_predictor(weights, cfg, overrides=overrides, device=args.device,
                                       batch_size=args.batch_size, flip_test=flip, offline=args.offline)
     except DownloadError as e:
+        if args.offline_fallback and not args.weights:
+            print(f"WARNING: {e}", file=sys.stderr)
+            print("WARNING: falling back to UNTRAINED weights (--random-weights --no-flip): the detector, "
+                  "tracking, rendering and JSON-lines output are real, the keypoints are not", file=sys.stderr)
+            args.random_weights, args.no_flip = True, True
+            return build_predictor(args)
         raise DownloadError(f"{e}; or run with --random-weights for an untrained smoke run") from None
     return predictor, str(weights)
 

@@ -11,6 +11,7 @@ Rerunning the same command resumes from checkpoint_last.pth (TRAIN.AUTO_RESUME, 
 Ctrl-C stops at once; the last complete checkpoint is kept (exit code 130).
 """
 import argparse
+import os
 import sys
 
 from pose.cli.common import add_common_args, run_cli
@@ -44,6 +45,8 @@ def _body(args) -> int:
     cfg = load_config(args.cfg, opts)
     output_dir = args.output_dir or default_output_dir(cfg, args.cfg)
     summary = train(cfg, output_dir, device=args.device, progress=not (args.no_progress or args.quiet))
+    if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
+        return 0
     if summary["best_metric"] is not None:
         print(f"best {summary['metric']} {summary['best_metric']:.4f} at epoch {summary['best_epoch']}: "
               f"{summary['best_checkpoint']}")
