@@ -618,7 +618,10 @@ def build_from_checkpoint(path: PathLike, *, overrides=None):
                                   "another checkpoint")
     cfg = config_from_yaml_text(ckpt["config_yaml"], source, pairs) if pairs else base_cfg
 
-    spec = KeypointSpec.from_dict(ckpt["keypoint_spec"])
+    try:
+        spec = KeypointSpec.from_dict(ckpt["keypoint_spec"])
+    except ConfigError as e:
+        raise CheckpointError(f"checkpoint '{path}': {e}") from None
     if spec.num_keypoints != cfg.MODEL.NUM_JOINTS:
         raise CheckpointError(f"checkpoint '{path}': keypoint_spec has {spec.num_keypoints} keypoints but "
                               f"MODEL.NUM_JOINTS is {cfg.MODEL.NUM_JOINTS}; the file is inconsistent")
@@ -629,10 +632,16 @@ def build_from_checkpoint(path: PathLike, *, overrides=None):
     if pairs:  # decoder choices follow the overridden config; geometry stays the checkpoint's
         rebuilt = build_codec(cfg).to_dict()
         codec_fields.update({k: v for k, v in rebuilt.items() if k not in _BOUND_CODEC_FIELDS})
-    codec = HeatmapCodec.from_dict(codec_fields)
+    try:
+        codec = HeatmapCodec.from_dict(codec_fields)
+    except (TypeError, ValueError) as e:  # PoseErrors are ValueErrors too
+        raise CheckpointError(f"checkpoint '{path}': {e}") from None
 
     model = build_model(cfg.MODEL)
-    load_weights(model, ckpt["state_dict"], strict=True)
+    try:
+        load_weights(model, ckpt["state_dict"], strict=True)
+    except CheckpointError as e:
+        raise CheckpointError(f"checkpoint '{path}': {e}") from None
     model.eval()
     return model, cfg, codec, spec
 

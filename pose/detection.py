@@ -351,7 +351,7 @@ class PrecomputedDetections(_DetectorBase):
                 if len(bbox) != 4:
                     raise ValueError("bbox")
                 by_image[int(det["image_id"])].append((bbox, float(det["score"])))
-            except (KeyError, TypeError, ValueError, AttributeError):
+            except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
                 raise DataError(f"detection results '{self.path}': record {i} is malformed; expected "
                                 "image_id, bbox [x, y, w, h] and score") from None
         self._by_image = dict(by_image)

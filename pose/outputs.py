@@ -250,11 +250,14 @@ class _LineFile:
             raise ValueError(f"output '{self.path}' is closed")
         data = text.encode("utf-8")
         view = memoryview(data)
-        while view:  # os.write may write less than asked (rare on regular files); finish the line
-            n = os.write(self._fd, view)
-            view = view[n:]
-        if self.fsync:
-            os.fsync(self._fd)
+        try:
+            while view:  # os.write may write less than asked (rare on regular files); finish the line
+                n = os.write(self._fd, view)
+                view = view[n:]
+            if self.fsync:
+                os.fsync(self._fd)
+        except OSError as e:  # disk full, I/O error: name the file in the one-line CLI message
+            raise OSError(e.errno, e.strerror, str(self.path)) from None
 
     def close(self) -> None:
         if self._fd is not None:

@@ -61,6 +61,10 @@ class TorchBackend:
         return out.float().cpu().numpy()
 
 
+# predict_windows holds at most this many batches of crops / heatmaps at once.
+WINDOW_CHUNK_BATCHES = 8
+
+
 class TopDownPredictor:
     """Image + boxes -> keypoints in image pixels.
 
@@ -152,10 +156,20 @@ class TopDownPredictor:
         return self.decode(heatmaps, flipped, np.asarray(centers), np.asarray(scales))
 
     def predict_windows(self, image_rgb: np.ndarray, centers: np.ndarray, scales: np.ndarray) -> np.ndarray:
-        """Centre/scale windows of one image -> (N, K, 3) image-space keypoints."""
+        """Centre/scale windows of one image -> (N, K, 3) image-space keypoints.
+
+        Windows are cropped, run and decoded ``WINDOW_CHUNK_BATCHES * batch_size`` at a time, so memory
+        stays bounded however many boxes a detector returns (persons are independent: same result).
+        """
         centers = np.asarray(centers, dtype=np.float32).reshape(-1, 2)
         scales = np.asarray(scales, dtype=np.float32).reshape(-1, 2)
-        return self.predict_crops(self.crop(image_rgb, centers, scales), centers, scales)
+        chunk = self.batch_size * WINDOW_CHUNK_BATCHES
+        if len(centers) <= chunk:
+            return self.predict_crops(self.crop(image_rgb, centers, scales), centers, scales)
+        return np.concatenate([
+            self.predict_crops(self.crop(image_rgb, centers[i:i + chunk], scales[i:i + chunk]),
+                               centers[i:i + chunk], scales[i:i + chunk])
+            for i in range(0, len(centers), chunk)])
 
     def __call__(self, image_rgb: np.ndarray, boxes: Sequence[PersonBox]) -> List[PoseResult]:
         """All person boxes of one image go through the model as one batch (per ``batch_size``)."""

@@ -59,18 +59,21 @@ def predict_dataset(predictor: TopDownPredictor, dataset: CocoKeypointDataset, *
     bar = tqdm(total=len(indices), unit="person", disable=not progress or rank != 0, dynamic_ncols=True,
                desc="evaluating")
     image_ids_seen = set()
-    for batch in loader:
-        crops = batch["image"].numpy()
-        centers, scales = batch["center"].numpy(), batch["scale"].numpy()
-        heatmaps, flipped = predictor.forward_heatmaps(crops)
-        for name, codec in decoders.items():
-            local[name][done:done + len(crops)] = predictor.decode(heatmaps, flipped, centers, scales, codec=codec)
-        done += len(crops)
-        image_ids_seen.update(batch["image_id"].tolist())
-        elapsed = max(time.perf_counter() - start, 1e-9)
-        bar.set_postfix(images_per_s=f"{len(image_ids_seen) / elapsed:.1f}", refresh=False)
-        bar.update(len(crops))
-    bar.close()
+    try:
+        for batch in loader:
+            crops = batch["image"].numpy()
+            centers, scales = batch["center"].numpy(), batch["scale"].numpy()
+            heatmaps, flipped = predictor.forward_heatmaps(crops)
+            for name, codec in decoders.items():
+                local[name][done:done + len(crops)] = predictor.decode(heatmaps, flipped, centers, scales,
+                                                                       codec=codec)
+            done += len(crops)
+            image_ids_seen.update(batch["image_id"].tolist())
+            elapsed = max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix(images_per_s=f"{len(image_ids_seen) / elapsed:.1f}", refresh=False)
+            bar.update(len(crops))
+    finally:  # also on Ctrl-C / errors: end the bar's line so the CLI's one-line message stands alone
+        bar.close()
     if world == 1:
         return local
     return {name: _gather_by_index(local_index, values, len(dataset)) for name, values in local.items()}

@@ -26,7 +26,8 @@ import numpy as np
 
 import pose
 from pose.codec import DECODERS, HeatmapCodec
-from pose.fileio import write_json
+from pose.cli.common import add_common_args, run_cli
+from pose.fileio import ensure_output_dir, write_json
 
 SECTIONS: Dict[str, Callable[[argparse.Namespace], List[dict]]] = {}
 
@@ -473,29 +474,44 @@ def bench_train(args) -> List[dict]:
 
 
 # -- entry point ---------------------------------------------------------------------------
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"got {value}, expected an integer >= 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="benchmark.py", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", default="", help=f"comma-separated sections to run (of: {', '.join(SECTIONS)})")
-    p.add_argument("--rounds", type=int, default=7, help="timed rounds per variant (median reported)")
+    p.add_argument("--rounds", type=_positive_int, default=7, help="timed rounds per variant (median reported)")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for smoke tests")
     p.add_argument("--json", metavar="OUT", help="also write header and rows to this JSON file")
     p.add_argument("--compile", action="store_true", help="model: also time torch.compile (minutes per shape)")
     p.add_argument("--frames", type=int, default=16, help="demo: number of video frames")
-    args = p.parse_args(argv)
-    if args.rounds < 1:
-        p.error("--rounds: expected an integer >= 1")
-    return args
+    add_common_args(p)
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    """Exit codes and one-line errors as the ``pose-*`` commands (:func:`pose.cli.common.run_cli`)."""
+    return run_cli("benchmark.py", _body, build_parser(), argv)
+
+
+def _body(args: argparse.Namespace) -> int:
     names = [s.strip() for s in args.only.split(",") if s.strip()] or list(SECTIONS)
     unknown = [s for s in names if s not in SECTIONS]
     if unknown:
         print(f"benchmark: unknown section(s) {', '.join(unknown)}; expected some of {', '.join(SECTIONS)}",
               file=sys.stderr)
         return 2
+    if args.json:  # fail now, not after minutes of timing
+        ensure_output_dir(Path(args.json).resolve().parent)
     header = machine_header()
     for key, value in header.items():
         print(f"# {key}: {value}")

@@ -93,6 +93,7 @@ def plot_metrics(records: list, output_png, title: str = "") -> Path:
         ax_lr = ax_loss.twinx()
         ax_lr.plot(*c["lr"], color="gray", lw=0.8, ls="--")
         ax_lr.set_ylabel("learning rate", color="gray")
+        ax_lr.set_ylim(bottom=0)
     if c["val"][0]:
         ax_val.plot(*c["val"], "o-", color="tab:green")
         best = max(c["val"][1])

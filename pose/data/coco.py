@@ -22,7 +22,8 @@ Decisions where the official code had none (it crashed or silently misbehaved):
 - Structural problems raise a one-line :class:`~pose.errors.DataError` naming the file: not JSON,
   no ``images`` (or, for GT boxes, no ``annotations``), keypoints not of length 3K, a bbox that is
   not 4 finite numbers, duplicate image or annotation ids, images without ``width``/``height``,
-  a detection file with no person boxes, a missing image folder, missing image files.
+  a detection file with no person boxes (or none on an image of the ``images`` list), a missing image
+  folder, missing image files.
 - A labelled joint (v > 0) with a non-finite or negative coordinate is set invisible (v = 0);
   one warning per file gives the count.
 - A missing ``area`` (PoseTrack files) is computed as bbox ``w * h``; one warning per file.
@@ -33,6 +34,7 @@ Decisions where the official code had none (it crashed or silently misbehaved):
   many others are missing; ``skip_missing_images=True`` drops their samples with a warning.
 """
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,11 +106,22 @@ def _load_images(data: dict, path) -> Dict[int, dict]:
             raise DataError(f"annotation file '{path}': images[{i}] has no 'id'; expected an object with "
                             "'id', 'file_name', 'width', 'height'")
         image_id = img["id"]
+        if not _is_id(image_id):
+            raise DataError(f"annotation file '{path}': images[{i}] has id {image_id!r}; expected an integer")
+        name = img.get("file_name", "")
+        if not isinstance(name, str) or (not name and isinstance(image_id, str)):
+            raise DataError(f"annotation file '{path}': images[{i}] has file_name {img.get('file_name')!r}; "
+                            "expected a file name string")
         if image_id in images:
             raise DataError(f"annotation file '{path}': duplicate image id {image_id} (images[{i}]); "
                             "expected unique ids")
         images[image_id] = img
     return images
+
+
+def _is_id(value) -> bool:
+    """COCO ids are integers (strings are tolerated): hashable, never bool/float/list."""
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
 
 
 def _image_file_name(img: dict) -> str:
@@ -166,6 +179,9 @@ def _annotations_by_image(data: dict, images: Dict[int, dict], path) -> Dict[int
         if not isinstance(ann, dict) or "image_id" not in ann:
             raise DataError(f"annotation file '{path}': annotations[{i}] has no 'image_id'")
         ann_id = ann.get("id")
+        if not _is_id(ann["image_id"]) or not (ann_id is None or _is_id(ann_id)):
+            raise DataError(f"annotation file '{path}': annotations[{i}] has image_id {ann['image_id']!r} and id "
+                            f"{ann_id!r}; expected integers")
         if ann_id is not None:
             if ann_id in seen_ann_ids:
                 raise DataError(f"annotation file '{path}': duplicate annotation id {ann_id}; "
@@ -337,7 +353,12 @@ def load_coco_det_samples(detections: Union[str, os.PathLike, list], ann_file, i
         if det["category_id"] != PERSON_CATEGORY:
             continue
         persons += 1
-        score = float(det["score"])
+        score = det["score"]
+        if (not isinstance(score, (int, float)) or isinstance(score, bool) or not math.isfinite(score)
+                or not _is_id(det["image_id"])):
+            raise DataError(f"detection file '{source}': entry {i} has image_id {det['image_id']!r} and score "
+                            f"{score!r}; expected an integer image id and a finite number")
+        score = float(score)
         if score < image_thre:
             continue
         if det["image_id"] not in images:
@@ -348,6 +369,10 @@ def load_coco_det_samples(detections: Union[str, os.PathLike, list], ann_file, i
     if persons == 0:
         raise DataError(f"detection file '{source}': no person boxes (category_id {PERSON_CATEGORY}) among "
                         f"{len(dets)} entries; expected COCO person detections")
+    if unknown and not rows:
+        raise DataError(f"detection file '{source}': none of its {unknown} person boxes refers to an image "
+                        f"of annotation file '{ann_file}' (first image_id: {first_unknown}); expected "
+                        "detections for the images of that file")
     _warn_unknown_images(unknown, first_unknown, source, "detection(s)")
     if not rows:
         logger.warning("detection file '%s': no person box has score >= %g", source, image_thre)
