@@ -37,7 +37,7 @@ from pose.export import ONNX_OPSET
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
-BACKENDS = ("torch", "torch-fast", "onnxruntime")
+BACKENDS = ("torch", "torch-fast", "onnxruntime", "auto")
 ORT_INSTALL_HINT = "pip install onnxruntime (or pip install pose[export])"
 
 # Attribute pairs (conv, bn) where the forward applies ``bn(conv(x))`` directly: HRNet's stem and the
@@ -319,6 +319,14 @@ def build_backend(model: nn.Module, name: str = "torch", *, device="cpu", input_
         compile, autocast_dtype: see :class:`OptimizedTorchBackend`.
     """
     key = str(name).strip().lower().replace("_", "-")
+    if key == "auto":  # the fastest available here: ONNX Runtime on CPU when installed, else folded torch
+        key = "torch-fast"
+        if torch.device(device).type == "cpu":
+            try:
+                import onnxruntime  # noqa: F401
+                key = "onnxruntime"
+            except ImportError:
+                pass
     if key == "torch":
         from pose.predictor import TorchBackend
         return TorchBackend(model, device, autocast_dtype=autocast_dtype)

@@ -279,7 +279,9 @@ _C.TEST.BLUR_KERNEL = 11
 #   'none' (argmax), 'quarter' (official POST_PROCESS), 'dark' (DarkPose Taylor refinement),
 #   'udp' (unbiased data processing, (size - 1) pixel convention). See decoder_name().
 _C.TEST.DECODER = ""
-# Project key. Inference backend of the predictor: 'torch' or 'onnxruntime'.
+# Project key. Inference backend of the predictor: 'torch' (plain module: the official numerics),
+#   'torch-fast' (BatchNorm folded + channels_last), 'onnxruntime' (exported once, cached beside the
+#   weights) or 'auto' (onnxruntime on CPU when installed, else torch-fast). See pose.backends.
 _C.TEST.BACKEND = "torch"
 
 # ------------------------------------------------------------------------------------------------
@@ -300,7 +302,7 @@ _C.DEBUG.SAVE_HEATMAPS_PRED = False
 # Public API
 # ================================================================================================
 DECODERS = ("none", "quarter", "dark", "udp")
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("torch", "torch-fast", "onnxruntime", "auto")
 HALF_BODY_DRAWS = ("fair", "official")
 AMP_DTYPES = ("bf16", "fp16")
 OPTIMIZERS = ("adam", "sgd")

@@ -267,14 +267,24 @@ def _codec_with_decoding_of(trained: HeatmapCodec, chosen: HeatmapCodec) -> Heat
 
 
 def load_predictor(weights, cfg=None, *, overrides=(), device="cpu", batch_size=None, flip_test=None,
-                   offline: bool = False):
+                   offline: bool = False, backend=None):
     """A ready :class:`TopDownPredictor` and its config (see :func:`load_model` for the arguments).
 
-    ``flip_test`` and ``batch_size`` default to ``TEST.FLIP_TEST`` and ``TEST.BATCH_SIZE_PER_GPU``.
+    ``flip_test``, ``batch_size`` and ``backend`` default to ``TEST.FLIP_TEST``,
+    ``TEST.BATCH_SIZE_PER_GPU`` and ``TEST.BACKEND`` (``torch`` = the plain module, bit-for-bit the
+    official numerics; ``torch-fast`` = BatchNorm folded + channels_last; ``onnxruntime`` = exported
+    once, cached next to the weights; ``auto`` = the fastest available; see :mod:`pose.backends`).
     """
+    from pose.backends import build_backend
+    from pose.zoo import resolve_weights
+
     model, cfg, codec, spec = load_model(weights, cfg, overrides=overrides, offline=offline)
+    backend = backend or str(cfg.TEST.BACKEND)
+    network = model if backend == "torch" else build_backend(
+        model, backend, device=device, input_size=codec.input_size,
+        weights_path=resolve_weights(weights, offline=True))
     predictor = TopDownPredictor(
-        model, codec, spec, device=device,
+        network, codec, spec, device=device,
         flip_test=bool(cfg.TEST.FLIP_TEST if flip_test is None else flip_test),
         batch_size=int(batch_size or cfg.TEST.BATCH_SIZE_PER_GPU))
     return predictor, cfg

@@ -293,52 +293,51 @@ def train_one_epoch(model, loader, optimizer, scaler, scheduler, *, cfg, dist: D
     loss_sum = torch.zeros(2, dtype=torch.float64, device=dist.device)  # (sum of losses, iterations)
     acc = float("nan")
     samples, start = 0, time.perf_counter()
-    bar = tqdm(total=num_iters, initial=start_step, desc=f"epoch {epoch}", unit="it", dynamic_ncols=True,
-               disable=not (progress and dist.is_main))
-    step = start_step
-    for batch in loader:
-        if step >= num_iters:
-            break
-        global_step = epoch * num_iters + step
-        lr_scale = warmup_factor(global_step, t.WARMUP_ITERS, t.WARMUP_FACTOR)
-        for group, base_lr in zip(optimizer.param_groups, scheduler.get_last_lr()):
-            group["lr"] = base_lr * lr_scale
+    with tqdm(total=num_iters, initial=start_step, desc=f"epoch {epoch}", unit="it", dynamic_ncols=True,
+              disable=not (progress and dist.is_main)) as bar:  # closed on errors and Ctrl-C too
+        step = start_step
+        for batch in loader:
+            if step >= num_iters:
+                break
+            global_step = epoch * num_iters + step
+            lr_scale = warmup_factor(global_step, t.WARMUP_ITERS, t.WARMUP_FACTOR)
+            for group, base_lr in zip(optimizer.param_groups, scheduler.get_last_lr()):
+                group["lr"] = base_lr * lr_scale
 
-        images = batch["image"].to(dist.device, non_blocking=True).permute(0, 3, 1, 2).float()
-        if t.CHANNELS_LAST:
-            images = images.contiguous(memory_format=torch.channels_last)
-        target = batch["target"].to(dist.device, non_blocking=True)
-        weight = batch["target_weight"].to(dist.device, non_blocking=True)
-        with torch.autocast(dist.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            output = model(images)
-        output = output.float()
-        if cfg.LOSS.USE_OHKM:
-            loss = joints_ohkm_mse_loss(output, target, weight, cfg.LOSS.USE_TARGET_WEIGHT, cfg.LOSS.TOPK)
-        else:
-            loss = joints_mse_loss(output, target, weight, cfg.LOSS.USE_TARGET_WEIGHT)
+            images = batch["image"].to(dist.device, non_blocking=True).permute(0, 3, 1, 2).float()
+            if t.CHANNELS_LAST:
+                images = images.contiguous(memory_format=torch.channels_last)
+            target = batch["target"].to(dist.device, non_blocking=True)
+            weight = batch["target_weight"].to(dist.device, non_blocking=True)
+            with torch.autocast(dist.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                output = model(images)
+            output = output.float()
+            if cfg.LOSS.USE_OHKM:
+                loss = joints_ohkm_mse_loss(output, target, weight, cfg.LOSS.USE_TARGET_WEIGHT, cfg.LOSS.TOPK)
+            else:
+                loss = joints_mse_loss(output, target, weight, cfg.LOSS.USE_TARGET_WEIGHT)
 
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
 
-        step += 1
-        samples += len(images) * dist.world_size
-        loss_value = float(loss.detach())
-        loss_sum += torch.tensor([loss_value, 1.0], dtype=torch.float64, device=dist.device)
-        speed = samples / max(time.perf_counter() - start, 1e-9)
-        bar.set_postfix(loss=f"{loss_value:.3g}", samples_per_s=f"{speed:.1f}", refresh=False)
-        bar.update(1)
-        if dist.is_main and (step % cfg.PRINT_FREQ == 0 or step == num_iters):
-            acc = heatmap_accuracy(output.detach(), target)[1]
-            run_log.write("train", epoch=epoch, step=step, global_step=epoch * num_iters + step,
-                          loss=loss_value, acc=acc, lr=optimizer.param_groups[0]["lr"], samples_per_s=speed)
-        if not math.isfinite(loss_value):
-            raise PoseError(f"training loss is {loss_value} at epoch {epoch}, iteration {step}; "
-                                     "lower TRAIN.LR or check the data")
-        if after_step is not None:
-            after_step(step)
-    bar.close()
+            step += 1
+            samples += len(images) * dist.world_size
+            loss_value = float(loss.detach())
+            loss_sum += torch.tensor([loss_value, 1.0], dtype=torch.float64, device=dist.device)
+            speed = samples / max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix(loss=f"{loss_value:.3g}", samples_per_s=f"{speed:.1f}", refresh=False)
+            bar.update(1)
+            if dist.is_main and (step % cfg.PRINT_FREQ == 0 or step == num_iters):
+                acc = heatmap_accuracy(output.detach(), target)[1]
+                run_log.write("train", epoch=epoch, step=step, global_step=epoch * num_iters + step,
+                              loss=loss_value, acc=acc, lr=optimizer.param_groups[0]["lr"], samples_per_s=speed)
+            if not math.isfinite(loss_value):
+                raise PoseError(f"training loss is {loss_value} at epoch {epoch}, iteration {step}; "
+                                         "lower TRAIN.LR or check the data")
+            if after_step is not None:
+                after_step(step)
     if dist.world_size > 1:
         torch.distributed.all_reduce(loss_sum)
     seconds = time.perf_counter() - start

@@ -165,7 +165,7 @@ def make_evaluator_factory(cfg, spec, output_dir=None, *, img_ids=None):
 
 def run_evaluation(cfg, weights, *, output_dir=None, decoders: Sequence[str] = (), overrides=(),
                    device="cpu", workers: int = 0, batch_size: Optional[int] = None, progress: bool = True,
-                   skip_missing_images: bool = False, offline: bool = False) -> dict:
+                   skip_missing_images: bool = False, offline: bool = False, backend=None) -> dict:
     """Evaluate ``weights`` on the config's test set; write results and metrics JSON to ``output_dir``.
 
     Args:
@@ -183,7 +183,7 @@ def run_evaluation(cfg, weights, *, output_dir=None, decoders: Sequence[str] = (
     from pose.predictor import load_predictor
 
     predictor, cfg = load_predictor(weights, cfg, overrides=overrides, device=device, batch_size=batch_size,
-                                    offline=offline)
+                                    offline=offline, backend=backend)
     if output_dir is not None:
         output_dir = ensure_output_dir(output_dir)
     label = boxes_label(cfg)
@@ -196,6 +196,7 @@ def run_evaluation(cfg, weights, *, output_dir=None, decoders: Sequence[str] = (
                                                                           img_ids=img_ids),
                                decoders=codecs, workers=workers, progress=progress)
     report = {"boxes": label, "num_samples": len(dataset), "weights": str(weights),
+              "backend": getattr(predictor.backend, "name", type(predictor.backend).__name__),
               "flip_test": predictor.flip_test, "metrics": {k: dict(v) for k, v in metrics.items()}}
     if output_dir is not None:
         write_json(output_dir / "metrics.json", report, indent=2)

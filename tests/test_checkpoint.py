@@ -149,7 +149,7 @@ def test_shape_mismatch_is_listed():
     state = _random_state(_tiny())
     state["stage2.0.branches.0.0.conv1.weight"] = torch.zeros(8, 8, 1, 1)
     with pytest.raises(CheckpointError, match=r"stage2\.0\.branches\.0\.0\.conv1\.weight checkpoint "
-                                              r"\[8, 8, 1, 1\] vs model \[8, 8, 3, 3\]"):
+                                              r"\[8, 8, 1, 1\] vs model \[16, 16, 3, 3\]"):
         ck.load_weights(_tiny(), state)
 
 

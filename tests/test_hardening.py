@@ -268,9 +268,6 @@ def test_sigint_during_demo_keeps_finished_frames(fixtures, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="pose/training.py does not close its tqdm bar on Ctrl-C, so the one-line "
-                          "'pose-train: interrupted' message is glued to the bar's last line (fix: close the "
-                          "bar in a finally block, as pose.validation and pose.demo do)", strict=False)
 def test_sigint_during_train_keeps_last_complete_checkpoint(fixtures, tmp_path):
     from pose.checkpoint import read_checkpoint
 

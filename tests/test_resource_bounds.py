@@ -5,7 +5,7 @@ Peak memory is measured as the growth of the process's resident set size (RSS, f
 PyTorch's allocations are invisible to ``tracemalloc``, RSS is not. The bounds are generous (several
 times what the batched code needs) but far below what an unbatched implementation would take.
 
-Documented limits (docs/failure-behaviour.md): the predictor holds at most
+Documented limits (README, "Failure behaviour"): the predictor holds at most
 ``pose.predictor.WINDOW_CHUNK_BATCHES * batch_size`` crops and heatmaps at once; detectors keep at most
 ``max_persons`` boxes per frame (100 by default); folder sources list file names up front (a few
 hundred bytes per file) and decode one image at a time, reading ahead ``queue_size`` frames.

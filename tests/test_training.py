@@ -170,16 +170,14 @@ def test_missing_pretrained_file_is_one_line_error(tmp_path, capsys):
 # Slow
 # ------------------------------------------------------------------------------------------------
 # Memorisation settings: no augmentation, the whole sample (12 persons) in every batch, lr dropped
-# for the last third. Measured (4-image sample, 2 CPU cores shared with other jobs): the loss falls
-# ~5x in 150 iterations and AP climbs 0 -> 0.45 (100 it) -> 0.56 (150 it) at a constant lr 3e-3; one
-# iteration costs ~0.6 CPU-s, so 160 iterations take ~2 minutes on an idle 2-core machine. The issue's
-# targets (loss / 10, AP >= 0.9) need several hundred iterations with this 8-16-32-64 net, more than
-# the slow-test budget; the thresholds below are what the budget reliably reaches.
+# for the last fifth, UDP targets/decoding (sub-pixel exact, so precision is not capped by the coarse
+# 24x32 heatmap). Measured on the 2-core machine (1 thread, shared with other jobs, 277 s): loss fell
+# 38x; AP 0.60 (100 it) -> 0.94 (200 it) -> 0.98 (300 it).
 LEARN = ["DATASET.FLIP", False, "DATASET.SCALE_FACTOR", 0.0, "DATASET.ROT_FACTOR", 0,
-         "DATASET.PROB_HALF_BODY", -1.0, "TEST.FLIP_TEST", False, "TEST.USE_GT_BBOX", True,
+         "DATASET.PROB_HALF_BODY", -1.0, "TEST.FLIP_TEST", False, "TEST.USE_GT_BBOX", True, "TEST.DECODER", "udp",
          "TRAIN.BATCH_SIZE_PER_GPU", 12, "TRAIN.MAX_ITERS_PER_EPOCH", 0, "TRAIN.LR", 0.003,
-         "TRAIN.END_EPOCH", 160, "TRAIN.LR_STEP", "[110]", "TRAIN.VAL_INTERVAL", 160, "PRINT_FREQ", 1]
-LEARN_LOSS_DROP, LEARN_MIN_AP = 4.0, 0.5
+         "TRAIN.END_EPOCH", 300, "TRAIN.LR_STEP", "[240]", "TRAIN.VAL_INTERVAL", 300, "PRINT_FREQ", 1]
+LEARN_LOSS_DROP, LEARN_MIN_AP = 10.0, 0.9
 
 
 @pytest.mark.slow

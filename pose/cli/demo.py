@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="heatmap decoder (default: the model's)")
     model.add_argument("--no-flip", action="store_true", help="skip the flip test (about 2x faster)")
     model.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    model.add_argument("--backend", default="auto", choices=("torch", "torch-fast", "onnxruntime", "auto"),
+                       help="inference backend (default auto: ONNX Runtime on CPU when installed, else "
+                            "BatchNorm-folded channels_last torch)")
     model.add_argument("--batch-size", type=int, default=None, help="person crops per forward pass")
     model.add_argument("--offline", action="store_true", help="never download; zoo weights must be cached")
     model.add_argument("--offline-fallback", action="store_true",
@@ -90,8 +93,12 @@ def build_predictor(args):
             cfg = config_for_zoo_model(args.model or DEFAULT_MODEL)
             if overrides:
                 cfg = config_from_yaml_text(config_to_yaml(cfg), "config", overrides)
+        from pose.backends import build_backend
+
         torch.manual_seed(0)
-        predictor = TopDownPredictor(build_model(cfg.MODEL), build_codec(cfg),
+        network = build_backend(build_model(cfg.MODEL).eval(), args.backend, device=args.device,
+                                input_size=tuple(cfg.MODEL.IMAGE_SIZE))
+        predictor = TopDownPredictor(network, build_codec(cfg),
                                      get_keypoint_spec(cfg.DATASET.DATASET), device=args.device,
                                      flip_test=bool(cfg.TEST.FLIP_TEST if flip is None else flip),
                                      batch_size=int(args.batch_size or cfg.TEST.BATCH_SIZE_PER_GPU))
@@ -105,7 +112,8 @@ def build_predictor(args):
         cfg = load_config(args.cfg)
     try:
         predictor, _ = load_predictor(weights, cfg, overrides=overrides, device=args.device,
-                                      batch_size=args.batch_size, flip_test=flip, offline=args.offline)
+                                      batch_size=args.batch_size, flip_test=flip, offline=args.offline,
+                                      backend=args.backend)
     except DownloadError as e:
         if args.offline_fallback and not args.weights:
             print(f"WARNING: {e}", file=sys.stderr)

@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoders", default="", help="comma-separated refinements to score: none,quarter,dark,udp")
     p.add_argument("--output-dir", default="output/eval", help="where results and metrics JSON go")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--backend", default=None, choices=("torch", "torch-fast", "onnxruntime", "auto"),
+                   help="inference backend (default TEST.BACKEND = torch, the official numerics)")
     p.add_argument("--batch-size", type=int, default=None, help="crops per forward (default TEST.BATCH_SIZE_PER_GPU)")
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
     p.add_argument("--skip-missing-images", action="store_true",
@@ -51,7 +53,8 @@ def _body(args) -> int:
     report = run_evaluation(cfg, weights, output_dir=args.output_dir, decoders=decoders,
                             overrides=[] if cfg is not None else opts, device=args.device, workers=args.workers,
                             batch_size=args.batch_size, progress=not args.quiet,
-                            skip_missing_images=args.skip_missing_images, offline=args.offline)
+                            skip_missing_images=args.skip_missing_images, offline=args.offline,
+                            backend=args.backend)
     print(f"boxes:   {report['boxes']}")
     print(f"weights: {report['weights']}  (flip test {'on' if report['flip_test'] else 'off'}, "
           f"{report['num_samples']} person samples)")
