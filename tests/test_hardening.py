@@ -58,6 +58,25 @@ def fixtures(tmp_path_factory):
     return make_fixtures(tmp_path_factory.mktemp("hardening_fx"))
 
 
+@pytest.fixture(scope="module")
+def w32_ckpt(tmp_path_factory):
+    """An untrained HRNet-W32 pose checkpoint: slow enough per crop that Ctrl-C lands mid-run even on a
+    fast, quiet machine (the tiny net finishes a whole evaluation or clip in about two seconds)."""
+    import torch
+
+    from pose.checkpoint import save_checkpoint
+    from pose.codec import build_codec
+    from pose.keypoints import COCO_17
+    from pose.models import build_model
+    from pose.predictor import config_for_zoo_model
+
+    cfg = config_for_zoo_model("hrnet_w32_coco_256x192")
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w32") / "w32_untrained.pth"
+    save_checkpoint(path, model=build_model(cfg.MODEL), cfg=cfg, codec=build_codec(cfg), spec=COCO_17)
+    return str(path)
+
+
 @pytest.fixture(scope="session")
 def outcomes(request, fixtures, tmp_path_factory):
     """Run every selected catalogue case once (2 threads); ``{case id: Outcome}``."""
@@ -234,11 +253,11 @@ def _interrupt(proc, log, log_path, prog, message=INTERRUPTED_LINE):
 
 
 @pytest.mark.slow
-def test_sigint_during_eval(fixtures, tmp_path):
+def test_sigint_during_eval(fixtures, w32_ckpt, tmp_path):
     out = tmp_path / "eval"
     coco_mini = Path(fixtures["data"]) / "coco-mini"
     proc, log = _start("pose-eval", [
-        "--cfg", fixtures["tiny_cfg"], "--weights", fixtures["ckpt"], "--output-dir", str(out), "--gt-boxes",
+        "--weights", w32_ckpt, "--output-dir", str(out), "--gt-boxes",
         "--batch-size", "1", "DATASET.TEST_ANN_FILE", str(coco_mini / "annotations" / "person_keypoints_val2017.json"),
         "DATASET.TEST_IMAGE_DIR", str(coco_mini / "val2017")], tmp_path / "stderr.txt")
     _wait_for(proc, lambda: "evaluating:" in (tmp_path / "stderr.txt").read_text(), 120, "the evaluation loop")
@@ -247,12 +266,13 @@ def test_sigint_during_eval(fixtures, tmp_path):
 
 
 @pytest.mark.slow
-def test_sigint_during_demo_keeps_finished_frames(fixtures, tmp_path):
+def test_sigint_during_demo_keeps_finished_frames(fixtures, w32_ckpt, tmp_path):
     from pose.outputs import read_frame_records
 
     out = tmp_path / "demo"
     jsonl = out / "demo_skeleton_keypoints.jsonl"
-    proc, log = _start("pose-demo", [fixtures["video"], "--weights", fixtures["ckpt"], "--detector", "whole-image",
+    proc, log = _start("pose-demo", [fixtures["video"], "--weights", w32_ckpt, "--detector", "whole-image",
+                                     "--backend", "torch",
                                      "--output-dir", str(out)], tmp_path / "stderr.txt")
     _wait_for(proc, lambda: jsonl.exists() and jsonl.read_text().count("\n") >= 3, 120, "3 finished frames")
     # The demo ends a file run on Ctrl-C itself: it logs how many frames it keeps, prints its summary
@@ -273,8 +293,8 @@ def test_sigint_during_train_keeps_last_complete_checkpoint(fixtures, tmp_path):
 
     out = tmp_path / "train"
     proc, log = _start("pose-train", ["--cfg", fixtures["tiny_cfg"], "--output-dir", str(out),
-                                      "TRAIN.END_EPOCH", "50", "TRAIN.MAX_ITERS_PER_EPOCH", "3",
-                                      "TRAIN.LR_STEP", "[40]", "TRAIN.VAL_INTERVAL", "0"], tmp_path / "stderr.txt")
+                                      "TRAIN.END_EPOCH", "100000", "TRAIN.MAX_ITERS_PER_EPOCH", "3",
+                                      "TRAIN.LR_STEP", "[99999]", "TRAIN.VAL_INTERVAL", "0"], tmp_path / "stderr.txt")
     _wait_for(proc, lambda: (out / "checkpoint_last.pth").exists(), 240, "the first checkpoint")
     time.sleep(1.0)
     _interrupt(proc, log, tmp_path / "stderr.txt", "pose-train")

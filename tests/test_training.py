@@ -228,10 +228,10 @@ def test_ddp_two_processes_matches_single_process_validation(tmp_path):
         np.testing.assert_allclose(a["keypoints"], b["keypoints"], atol=1e-3)
 
 
-def _train_cmd(run_dir):
+def _train_cmd(run_dir, end_epoch=2):
     opts = DATA + ["TRAIN.DETERMINISTIC", "True", "AUTO_RESUME", "True",
                    "TRAIN.CHECKPOINT_INTERVAL_ITERS", "2",
-                   "TRAIN.MAX_ITERS_PER_EPOCH", "0", "TRAIN.BATCH_SIZE_PER_GPU", "2", "TRAIN.END_EPOCH", "2",
+                   "TRAIN.MAX_ITERS_PER_EPOCH", "0", "TRAIN.BATCH_SIZE_PER_GPU", "2", "TRAIN.END_EPOCH", str(end_epoch),
                    "TRAIN.VAL_INTERVAL", "0", "TRAIN.WARMUP_ITERS", "4"]
     return [sys.executable, "-m", "pose.cli.train", "--cfg", str(TINY), "--output-dir", str(run_dir),
             "--device", "cpu", "--no-progress", *opts]
@@ -284,7 +284,8 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
 @pytest.mark.slow
 def test_sigint_exits_130_and_keeps_the_last_checkpoint(tmp_path):
     run = tmp_path / "run"
-    proc = subprocess.Popen(_train_cmd(run), env=ENV, cwd=tmp_path, stdout=subprocess.DEVNULL,
+    # A run far longer than the test, so SIGINT always lands mid-training however fast the machine is.
+    proc = subprocess.Popen(_train_cmd(run, end_epoch=100000), env=ENV, cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
         _wait_for_mid_epoch_checkpoint(proc, run)
