@@ -1,15 +1,12 @@
 """Official-style training entry point: ``python scripts/train.py --cfg FILE KEY VALUE ...``.
 
 A thin alias of ``pose-train`` (same flags, including the official ``--dataDir/--modelDir/--logDir``),
-so the official README's command lines work unchanged. Under torchrun:
-``torchrun --nproc_per_node 4 scripts/train.py --cfg FILE``.
+so the official README's command lines work unchanged once ``pose`` is installed (``make install`` or
+``pip install -e .``). Under torchrun: ``torchrun --nproc_per_node 4 scripts/train.py --cfg FILE``.
 """
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
-
-from pose.cli.train import main  # noqa: E402
+from pose.cli.train import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -44,3 +44,15 @@ def golden():
         return cache[name]
 
     return load
+
+
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true",
+                     help="long local runs of the property and fuzz tests (10x the examples; same as POSE_SLOW=1)")
+
+
+def pytest_configure(config):
+    import os
+
+    if config.getoption("--slow", default=False):
+        os.environ["POSE_SLOW"] = "1"

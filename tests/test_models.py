@@ -1,6 +1,7 @@
 """pose.models: official state-dict layout, parity with the official forward (golden), size and cost,
 the forward contract (one tensor, normalisation inside), config building and its errors."""
 import json
+from pathlib import Path
 import warnings
 from dataclasses import FrozenInstanceError
 
@@ -365,3 +366,22 @@ def test_bottleneck_stages_build_and_run():
     assert model.transition2[0][0].weight.shape == (8, 16, 3, 3)  # existing branch narrows 16 -> 8
     with torch.inference_mode():
         assert model(torch.zeros(2, 3, 64, 32)).shape == (2, 3, 16, 8)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_config_builds_its_model(path):
+    from pose.config import load_config
+    from pose.models.complexity import count_macs
+
+    cfg = load_config(path)
+    with torch.device("meta"):
+        model = build_model(cfg.MODEL)
+    # Parameters of the paper nets with 17 (COCO) and 16 (MPII) joints: 33 / 49 fewer head weights.
+    expected = {"w32": {17: 28_536_113, 16: 28_536_080}, "w48": {17: 63_595_745, 16: 63_595_696}}
+    width = next((w for w in expected if f"_{w}_" in path.name), None)
+    if width is not None:
+        assert count_parameters(model) == expected[width][cfg.MODEL.NUM_JOINTS]
+    assert model.final_layer.out_channels == cfg.MODEL.NUM_JOINTS
+    w, h = cfg.MODEL.IMAGE_SIZE
+    assert count_macs(model, (w, h)) > 0
