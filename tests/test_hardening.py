@@ -209,12 +209,20 @@ def test_eval_cli_disk_full_exits_1_one_line_no_partial_outputs(fixtures, tmp_pa
 # ------------------------------------------------------------------------------------------------
 # Ctrl-C during each long command
 # ------------------------------------------------------------------------------------------------
+def _default_sigint():
+    """Child side: take SIGINT's default action even when the test runner was started in the background
+    (a non-interactive shell starts ``cmd &`` with SIGINT ignored, and Python then never raises
+    KeyboardInterrupt). Users pressing Ctrl-C in a terminal always have the default."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(cmd, args, log_path):
     env = runner.child_env()
     env.pop("TQDM_DISABLE", None)
     log = open(log_path, "w")
     proc = subprocess.Popen(runner.command_prefix(cmd) + args, cwd=runner.REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True)
+                            stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True,
+                            preexec_fn=_default_sigint)
     return proc, log
 
 

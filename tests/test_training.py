@@ -285,8 +285,10 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
 def test_sigint_exits_130_and_keeps_the_last_checkpoint(tmp_path):
     run = tmp_path / "run"
     # A run far longer than the test, so SIGINT always lands mid-training however fast the machine is.
+    # SIGINT's default action in the child, even when pytest itself runs in the background with it ignored.
     proc = subprocess.Popen(_train_cmd(run, end_epoch=100000), env=ENV, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         _wait_for_mid_epoch_checkpoint(proc, run)
         proc.send_signal(signal.SIGINT)
