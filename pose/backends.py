@@ -33,6 +33,7 @@ from torch import nn
 
 from pose.errors import ConfigError, DataError
 from pose.export import ONNX_OPSET
+from pose.predictor import TorchBackend
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 # ------------------------------------------------------------------------------------------------
 # Torch backend with inference optimisations
 # ------------------------------------------------------------------------------------------------
-class OptimizedTorchBackend:
+class OptimizedTorchBackend(TorchBackend):
     """Eager PyTorch with BN folding, channels_last and optional compile / autocast.
 
     Args:
@@ -155,34 +156,17 @@ class OptimizedTorchBackend:
 
     def __init__(self, model: nn.Module, device="cpu", *, fold_bn: bool = True, channels_last: bool = True,
                  compile: bool = False, autocast_dtype: Optional[torch.dtype] = None):
-        self.device = torch.device(device)
         module = fold_batchnorm(model) if fold_bn else copy.deepcopy(model).eval()
-        module = module.to(self.device)
         for p in module.parameters():
             p.requires_grad_(False)
-        if channels_last:
-            module = module.to(memory_format=torch.channels_last)
-        self.module = module
-        self.channels_last = channels_last
-        self.autocast_dtype = autocast_dtype
+        super().__init__(module, device, channels_last=channels_last, autocast_dtype=autocast_dtype)
+        self.module = self.model
         if autocast_dtype is not None and self.device.type == "cpu":
             logger.warning("autocast to %s on the CPU: without native %s units this is much slower than "
                            "float32", autocast_dtype, autocast_dtype)
         self.compiled = compile
-        self.model = torch.compile(module, options={"freezing": True}) if compile else module
-
-    def __call__(self, crops_nchw: torch.Tensor) -> np.ndarray:
-        """(B, 3, H, W) float32 RGB [0, 255] -> (B, K, h, w) float32 numpy heatmaps."""
-        x = crops_nchw.to(self.device, dtype=torch.float32, non_blocking=True)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
-            if self.autocast_dtype is not None:
-                with torch.autocast(self.device.type, dtype=self.autocast_dtype):
-                    out = self.model(x)
-            else:
-                out = self.model(x)
-        return out.float().contiguous().cpu().numpy()
+        if compile:
+            self.model = torch.compile(self.module, options={"freezing": True})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -328,7 +312,6 @@ def build_backend(model: nn.Module, name: str = "torch", *, device="cpu", input_
             except ImportError:
                 pass
     if key == "torch":
-        from pose.predictor import TorchBackend
         return TorchBackend(model, device, autocast_dtype=autocast_dtype)
     if key in ("torch-fast", "fast"):
         return OptimizedTorchBackend(model, device, compile=compile, autocast_dtype=autocast_dtype)

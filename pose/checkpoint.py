@@ -30,7 +30,6 @@ import os
 import pickle
 import random
 import re
-import tempfile
 import warnings
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ import numpy as np
 import torch
 
 from pose.errors import CheckpointError, ConfigError
+from pose.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -476,24 +476,8 @@ def save_checkpoint(path: PathLike, *, model: torch.nn.Module, cfg, codec, spec,
     if extra is not None:
         state["extra"] = dict(extra)
     state = _plain(state, "checkpoint")
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError, AttributeError):  # make the rename durable (POSIX only)
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    with atomic_write(path, "wb") as f:  # a failure at any point leaves a previous file untouched
+        torch.save(state, f)
     logger.info("saved checkpoint %s (epoch %d, step %d)", path, epoch, step)
     return path
 

@@ -36,6 +36,12 @@ def atomic_write(path: PathLike, mode: str = "w", encoding: str = "utf-8") -> It
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    with contextlib.suppress(OSError, AttributeError):  # make the rename itself durable (POSIX)
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def write_json(path: PathLike, obj: Any, indent: int = None) -> None:

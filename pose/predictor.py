@@ -58,7 +58,7 @@ class TorchBackend:
                     out = self.model(x)
             else:
                 out = self.model(x)
-        return out.float().cpu().numpy()
+        return out.float().contiguous().cpu().numpy()
 
 
 # predict_windows holds at most this many batches of crops / heatmaps at once.

@@ -14,11 +14,9 @@ The cache is ``$POSE_CACHE`` or ``~/.cache/pose``; files land in ``<cache>/check
 is written to a temporary file beside its destination and renamed only once complete and verified,
 so the cache never holds a partial or corrupt file.
 """
-import contextlib
 import hashlib
 import logging
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from types import MappingProxyType
 from typing import Mapping, Optional, Tuple, Union
 
 from pose.errors import CheckpointError, ConfigError, DownloadError
+from pose.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -150,50 +149,41 @@ def download(url: str, dest: Union[str, os.PathLike], expected_sha256_prefix: Op
     except OSError as e:
         raise DownloadError(f"cache folder '{dest.parent}' cannot be created ({e.strerror}); set POSE_CACHE "
                             "to a writable folder") from None
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     sha = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as f:
-            try:
-                request = urllib.request.Request(url, headers={"User-Agent": "pose-zoo"})
-                with urllib.request.urlopen(request, timeout=timeout) as response:
-                    total = int(response.headers.get("Content-Length") or 0) or None
-                    received = 0
-                    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name,
-                              disable=not progress, leave=False) as bar:
-                        while True:
-                            chunk = response.read(_CHUNK)
-                            if not chunk:
-                                break
-                            f.write(chunk)
-                            sha.update(chunk)
-                            received += len(chunk)
-                            bar.update(len(chunk))
-            except urllib.error.HTTPError as e:
-                raise DownloadError(f"download of {url} failed (HTTP {e.code} {e.reason}); "
-                                    f"{_how_to_get(url, dest)}") from None
-            except (urllib.error.URLError, OSError, ValueError) as e:  # refused, DNS, timeout, reset, bad URL
-                reason = getattr(e, "reason", None) or e
-                raise DownloadError(f"download of {url} failed ({reason}); "
-                                    f"{_how_to_get(url, dest)}") from None
-            except Exception as e:  # http.client.IncompleteRead and other protocol errors
-                raise DownloadError(f"download of {url} failed ({type(e).__name__}: {e}); "
-                                    f"{_how_to_get(url, dest)}") from None
-            if total is not None and received != total:
-                raise DownloadError(f"download of {url} is truncated ({received} of {total} bytes); "
-                                    f"{_how_to_get(url, dest)}")
-            digest = sha.hexdigest()
-            if expected_sha256_prefix and not digest.startswith(expected_sha256_prefix.lower()):
-                raise DownloadError(f"download of {url} has sha256 {digest[:16]}..., expected it to "
-                                    f"start with {expected_sha256_prefix}; the file was deleted (corrupt or "
-                                    "changed upstream)")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_write(dest, "wb") as f:  # the file appears only when complete and verified
+        try:
+            request = urllib.request.Request(url, headers={"User-Agent": "pose-zoo"})
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                received = 0
+                with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name,
+                          disable=not progress, leave=False) as bar:
+                    while True:
+                        chunk = response.read(_CHUNK)
+                        if not chunk:
+                            break
+                        f.write(chunk)
+                        sha.update(chunk)
+                        received += len(chunk)
+                        bar.update(len(chunk))
+        except urllib.error.HTTPError as e:
+            raise DownloadError(f"download of {url} failed (HTTP {e.code} {e.reason}); "
+                                f"{_how_to_get(url, dest)}") from None
+        except (urllib.error.URLError, OSError, ValueError) as e:  # refused, DNS, timeout, reset, bad URL
+            reason = getattr(e, "reason", None) or e
+            raise DownloadError(f"download of {url} failed ({reason}); "
+                                f"{_how_to_get(url, dest)}") from None
+        except Exception as e:  # http.client.IncompleteRead and other protocol errors
+            raise DownloadError(f"download of {url} failed ({type(e).__name__}: {e}); "
+                                f"{_how_to_get(url, dest)}") from None
+        if total is not None and received != total:
+            raise DownloadError(f"download of {url} is truncated ({received} of {total} bytes); "
+                                f"{_how_to_get(url, dest)}")
+        digest = sha.hexdigest()
+        if expected_sha256_prefix and not digest.startswith(expected_sha256_prefix.lower()):
+            raise DownloadError(f"download of {url} has sha256 {digest[:16]}..., expected it to "
+                                f"start with {expected_sha256_prefix}; the file was deleted (corrupt or "
+                                "changed upstream)")
     logger.info("downloaded %s -> %s (sha256 %s...)", url, dest, digest[:12])
     return dest
 
