@@ -1,10 +1,11 @@
 """Score the predictions stored in a ``gt_valid.mat``-style file (``pos_pred_src``) with the official PCKh.
 
-    python scripts/mpii_pckh.py tests/data/mpii/annot/detections_our_format.mat
+    python scripts/mpii_pckh.py ../shared/data/mpii/annot/detections_our_format.mat
 
-``detections_our_format.mat`` holds the MPII validation ground truth of the 2,958-person Tompson split
-and Tompson et al.'s (CVPR 2015) predictions: a real regression number for the PCKh code that needs no
-images.
+``detections_our_format.mat`` (bearpaw/pytorch-pose ``evaluation/data/``; a data file from a GPL-3.0
+repository, so it is not shipped in this repository) holds the MPII validation ground truth of the
+2,958-person Tompson split and Tompson et al.'s (CVPR 2015) predictions: a real regression number for the
+PCKh code that needs no images.
 """
 import argparse
 import sys

@@ -7,6 +7,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
 REFERENCE = REPO.parent / "shared" / "reference"
+SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture
@@ -25,6 +26,15 @@ def reference_path(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"golden reference {path} is absent (it lives in ../shared/reference beside the repo, "
                     "present in CI, not in a user's fresh clone)")
+    return path
+
+
+def shared_data_path(relpath: str) -> Path:
+    """A data file kept outside the repo in ../shared/data (licence reasons), or skip with the reason."""
+    path = SHARED_DATA / relpath
+    if not path.exists():
+        pytest.skip(f"{path} is absent (kept in ../shared/data beside the repo, not in a fresh clone: it comes "
+                    "from a GPL-3.0 repository)")
     return path
 
 

@@ -296,8 +296,10 @@ def test_pckh_table_matches_official(golden):
 
 
 @pytest.fixture(scope="module")
-def tompson(data_dir):
-    return load_gt_valid(data_dir / "mpii" / "annot" / "detections_our_format.mat")
+def tompson():
+    from tests.conftest import shared_data_path
+
+    return load_gt_valid(shared_data_path("mpii/annot/detections_our_format.mat"))
 
 
 def test_pckh_of_tompson_predictions(tompson):

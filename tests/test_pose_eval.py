@@ -12,7 +12,7 @@ from pose.codec import build_codec
 from pose.config import load_config
 from pose.keypoints import COCO_17, MPII_16
 from pose.models import build_model
-from tests.conftest import DATA, REPO
+from tests.conftest import DATA, REPO, shared_data_path
 
 TINY_CFG = REPO / "configs" / "tiny_hrnet_128x96.yaml"
 COCO_OPTS = ["DATASET.TEST_ANN_FILE", str(DATA / "coco" / "test_coco.json"),
@@ -37,7 +37,7 @@ def coco_ckpt(tmp_path_factory):
 def mpii_setup(tmp_path_factory):
     """A tiny MPII checkpoint and a gt_valid.mat holding the 5 sample images' entries of the real file."""
     folder = tmp_path_factory.mktemp("mpii")
-    mat = scipy.io.loadmat(DATA / "mpii" / "annot" / "detections_our_format.mat")
+    mat = scipy.io.loadmat(shared_data_path("mpii/annot/detections_our_format.mat"))
     scipy.io.savemat(folder / "gt_valid.mat", {
         "dataset_joints": mat["dataset_joints"], "jnt_missing": mat["jnt_missing"][:, :5],
         "pos_gt_src": mat["pos_gt_src"][:, :, :5], "headboxes_src": mat["headboxes_src"][:, :, :5]})
