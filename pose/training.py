@@ -58,14 +58,14 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
 import numpy as np
 import torch
 
-from pose.errors import CheckpointError, ConfigError, PoseError
+from pose.distributed import Dist, setup_distributed
+from pose.errors import CheckpointError, PoseError
 
 logger = logging.getLogger(__name__)
 
@@ -75,57 +75,8 @@ CONFIG_FILE = "config.yaml"
 
 
 # ------------------------------------------------------------------------------------------------
-# Run context: devices, ranks and the run log
+# The run log
 # ------------------------------------------------------------------------------------------------
-@dataclass
-class Dist:
-    """Where this process runs: ``rank`` of ``world_size`` processes on ``device``."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    device: torch.device = torch.device("cpu")
-    initialized_here: bool = False
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            torch.distributed.barrier()
-
-
-def setup_distributed(device: Optional[str] = None) -> Dist:
-    """Initialise the process group when launched by ``torchrun`` and pick this rank's device.
-
-    Args:
-        device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``...; None = CUDA if available, else CPU. Under
-            ``torchrun`` a plain ``'cuda'`` becomes ``cuda:LOCAL_RANK``.
-    """
-    env = os.environ
-    world = int(env.get("WORLD_SIZE", "1"))
-    rank, local_rank = int(env.get("RANK", "0")), int(env.get("LOCAL_RANK", "0"))
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {device}: CUDA is not available on this machine; expected 'cpu'")
-        if dev.index is None:
-            dev = torch.device("cuda", local_rank if world > 1 else torch.cuda.current_device())
-        torch.cuda.set_device(dev)
-    dist = Dist(rank=rank, world_size=world, local_rank=local_rank, device=dev)
-    if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if dev.type == "cuda" else "gloo"
-        torch.distributed.init_process_group(backend=backend)
-        dist.initialized_here = True
-        logger.info("distributed: rank %d of %d (%s, %s)", rank, world, backend, dev)
-    elif world > 1:
-        dist.rank, dist.world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return dist
-
-
 class RunLog:
     """``metrics.jsonl`` (one flushed JSON record per line) plus TensorBoard scalars, rank 0 only.
 

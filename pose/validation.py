@@ -19,16 +19,11 @@ from tqdm import tqdm
 
 from pose.codec import HeatmapCodec
 from pose.data.coco import CocoKeypointDataset
+from pose.distributed import gather_by_index, rank_and_world
 from pose.predictor import TopDownPredictor
 from pose.structures import PoseResult
 
 logger = logging.getLogger(__name__)
-
-
-def _dist_info():
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 def predict_dataset(predictor: TopDownPredictor, dataset: CocoKeypointDataset, *,
@@ -47,7 +42,7 @@ def predict_dataset(predictor: TopDownPredictor, dataset: CocoKeypointDataset, *
         name -> (num_samples, K, 3) image-space ``[x, y, score]``, in dataset order.
     """
     decoders = decoders or {"default": predictor.codec}
-    rank, world = _dist_info()
+    rank, world = rank_and_world()
     indices = list(range(rank, len(dataset), world))
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices),
                                          batch_size=predictor.batch_size, shuffle=False,
@@ -76,20 +71,7 @@ def predict_dataset(predictor: TopDownPredictor, dataset: CocoKeypointDataset, *
         bar.close()
     if world == 1:
         return local
-    return {name: _gather_by_index(local_index, values, len(dataset)) for name, values in local.items()}
-
-
-def _gather_by_index(index: np.ndarray, values: np.ndarray, total: int) -> np.ndarray:
-    gathered: List = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(gathered, (index, values))
-    out = np.zeros((total,) + values.shape[1:], values.dtype)
-    seen = np.zeros(total, bool)
-    for idx, val in gathered:
-        out[idx] = val
-        seen[idx] = True
-    if not seen.all():
-        raise RuntimeError(f"distributed evaluation lost {int((~seen).sum())} samples")
-    return out
+    return {name: gather_by_index(local_index, values, len(dataset)) for name, values in local.items()}
 
 
 def to_pose_results(dataset: CocoKeypointDataset, keypoints: np.ndarray) -> List[PoseResult]:

@@ -198,7 +198,7 @@ def _time_rounds(variants: Dict[str, Callable[[], object]], rounds: int, min_blo
         for name in names:
             variants[name]()
     samples = {name: [] for name in names}
-    load, probe, others, steals = _OtherLoad(), None, [], []
+    load, others, steals = _OtherLoad(), [], []
     for r in range(rounds):
         for name in (names if r % 2 == 0 else names[::-1]):
             load.start()

@@ -1,8 +1,6 @@
 """Inference backends: BN folding, the optimised torch backend, ONNX Runtime (+ export cache), factory."""
 import builtins
-import os
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest

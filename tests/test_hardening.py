@@ -9,11 +9,9 @@ threads up front (one session fixture), then each row is reported as its own tes
 """
 import concurrent.futures
 import errno
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
