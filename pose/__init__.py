@@ -20,6 +20,7 @@ Module map (the tree reads as the pipeline):
     evaluation    COCO rescoring, OKS-NMS, pycocotools evaluator
     mpii_eval     MPII PCKh
     validation    running a predictor over a dataset and scoring it (pose-eval, training)
+    distributed   torchrun ranks and devices; gathering per-sample results across ranks
     training      the training loop (DDP, AMP, auto-resume)
     detection     person detectors (YOLOX-Nano offline, torchvision, JSON, whole image)
     sources       frame sources: images, folders, videos, webcams, streams
