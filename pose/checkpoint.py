@@ -482,14 +482,17 @@ def save_checkpoint(path: PathLike, *, model: torch.nn.Module, cfg, codec, spec,
     return path
 
 
-def load_checkpoint(path: PathLike) -> dict:
+def load_checkpoint(path: PathLike, obj: Optional[Mapping] = None) -> dict:
     """Read a project checkpoint written by :func:`save_checkpoint` and check its format fields.
+
+    Args:
+        obj: the file's content when the caller already read it (:func:`read_checkpoint`).
 
     Raises:
         CheckpointError: unreadable file, not a project checkpoint (official/mmpose weights load with
             :func:`load_weights` instead), a newer format version, or a missing field.
     """
-    obj = read_checkpoint(path)
+    obj = read_checkpoint(path) if obj is None else obj
     if obj.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint '{path}' is not a pose checkpoint (no format: '{FORMAT}' field); "
                               "plain, official or mmpose weights carry no config: load them with "
@@ -566,7 +569,7 @@ def _config_value(cfg, key: str) -> Any:
     return node
 
 
-def build_from_checkpoint(path: PathLike, *, overrides=None):
+def build_from_checkpoint(path: PathLike, *, overrides=None, checkpoint: Optional[Mapping] = None):
     """Rebuild ``(model, cfg, codec, spec)`` from one project checkpoint.
 
     Args:
@@ -575,6 +578,7 @@ def build_from_checkpoint(path: PathLike, *, overrides=None):
             a flat ``["TEST.FLIP_TEST", "False", ...]`` list (aliases: ``OVERRIDE_ALIASES``). Keys bound
             to the weights (``MODEL.*`` such as NUM_JOINTS / IMAGE_SIZE, and DATASET.DATASET) may be given
             only with the value the checkpoint already has.
+        checkpoint: the file's content when the caller already read it (avoids a second read).
 
     Returns:
         The model (eval mode, strict weights, CPU), the frozen config, the codec (the checkpoint's, with
@@ -589,7 +593,7 @@ def build_from_checkpoint(path: PathLike, *, overrides=None):
     from pose.keypoints import KeypointSpec
     from pose.models import build_model
 
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, checkpoint)
     source = f"checkpoint '{path}' config"
     base_cfg = config_from_yaml_text(ckpt["config_yaml"], source)
     pairs = _override_pairs(overrides)
