@@ -446,6 +446,7 @@ class CocoKeypointDataset(torch.utils.data.Dataset):
         self.aug = dict(scale_factor=scale_factor, rot_factor=rot_factor, rot_prob=rot_prob,
                         flip_prob=flip_prob if flip else 0.0, half_body_prob=half_body_prob,
                         num_joints_half_body=num_joints_half_body, half_body_draw=half_body_draw)
+        self._last_image = None  # (path, image) cache of _read_image
         self.joint_weights = (np.asarray(spec.joint_weights, dtype=np.float32)
                               if use_joint_weights and spec.joint_weights else None)
         if use_joint_weights and self.joint_weights is None:
@@ -469,9 +470,17 @@ class CocoKeypointDataset(torch.utils.data.Dataset):
         crop = geometry.warp_crop(image, matrix, self.input_size)[0]
         return crop, matrix
 
+    def _read_image(self, path: str) -> np.ndarray:
+        """The RGB image at ``path``; the last one is kept, since consecutive samples (all persons or
+        detections of one image, in file order) usually share it and a JPEG decode costs milliseconds.
+        Each DataLoader worker holds its own copy; the image is never modified in place."""
+        if self._last_image is None or self._last_image[0] != path:
+            self._last_image = (path, read_image_rgb(path))
+        return self._last_image[1]
+
     def __getitem__(self, index: int) -> dict:
         sample = self.samples[index]
-        image = read_image_rgb(sample.image_path)
+        image = self._read_image(sample.image_path)
         item = {"image_id": int(sample.image_id), "index": int(index),
                 "box_score": np.float32(sample.box_score)}
         if not self.train:
