@@ -243,12 +243,14 @@ def _mismatch_message(ckpt: Mapping[str, torch.Tensor], model_sd: Mapping[str, t
     return f"{where}: {kind}; " + "; ".join(parts)
 
 
-def load_weights(model: torch.nn.Module, source: Union[PathLike, Mapping], *, strict: bool = True):
+def load_weights(model: torch.nn.Module, source: Union[PathLike, Mapping], *, strict: bool = True,
+                 name: Optional[PathLike] = None):
     """Load pose weights (any layout of :func:`extract_state_dict`) into ``model``.
 
     Args:
         model: the network (a DataParallel/DDP wrapper is unwrapped).
         source: a checkpoint path, a checkpoint dict or a state dict.
+        name: the file a dict was read from, for error messages.
         strict: if True (the default, and what every library path uses) any missing or unexpected name
             raises; with False they are logged as warnings. Shape mismatches always raise.
 
@@ -261,8 +263,8 @@ def load_weights(model: torch.nn.Module, source: Union[PathLike, Mapping], *, st
     """
     model = _unwrap(model)
     if isinstance(source, Mapping):
-        where = "state dict"
-        ckpt = extract_state_dict(source, where)
+        where = "state dict" if name is None else f"checkpoint '{name}'"
+        ckpt = extract_state_dict(source, name or where)
     else:
         where = f"checkpoint '{source}'"
         ckpt = load_state_dict_any(source)

@@ -219,7 +219,7 @@ def load_model(weights, cfg=None, *, overrides=(), offline: bool = False):
     Returns:
         ``(model, cfg, codec, spec)``; the model is on the CPU in eval mode with strictly loaded weights.
     """
-    from pose.checkpoint import build_from_checkpoint, extract_state_dict, load_weights, read_checkpoint
+    from pose.checkpoint import build_from_checkpoint, load_weights, read_checkpoint
     from pose.codec import build_codec
     from pose.config import config_from_yaml_text, config_to_yaml
     from pose.errors import ConfigError
@@ -253,7 +253,7 @@ def load_model(weights, cfg=None, *, overrides=(), offline: bool = False):
     if overrides:
         cfg = config_from_yaml_text(config_to_yaml(cfg), "config", list(overrides))
     model = build_model(cfg.MODEL)
-    load_weights(model, extract_state_dict(obj, path), strict=True)
+    load_weights(model, obj, strict=True, name=path)
     return model.eval(), cfg, build_codec(cfg), get_keypoint_spec(cfg.DATASET.DATASET)
 
 
