@@ -56,6 +56,23 @@ def golden():
     return load
 
 
+@pytest.fixture
+def without_onnxruntime(monkeypatch):
+    """Make ``import onnxruntime`` fail as on a machine without the optional dependency."""
+    import builtins
+    import sys
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "onnxruntime" or name.startswith("onnxruntime."):
+            raise ImportError("No module named 'onnxruntime'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "onnxruntime", raising=False)
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+
+
 def pytest_addoption(parser):
     parser.addoption("--slow", action="store_true",
                      help="long local runs of the property and fuzz tests (10x the examples; same as POSE_SLOW=1)")

@@ -1,7 +1,4 @@
 """Inference backends: BN folding, the optimised torch backend, ONNX Runtime (+ export cache), factory."""
-import builtins
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -245,16 +242,7 @@ def test_onnx_cache_defaults_to_pose_cache(tiny_model, tmp_path, monkeypatch):
     assert path.parent == tmp_path / "onnx" and path.suffix == ".onnx"
 
 
-def test_missing_onnxruntime_gives_install_hint(tiny_model, monkeypatch):
-    real_import = builtins.__import__
-
-    def fake_import(name, *args, **kwargs):
-        if name == "onnxruntime" or name.startswith("onnxruntime."):
-            raise ImportError("No module named 'onnxruntime'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.delitem(sys.modules, "onnxruntime", raising=False)
-    monkeypatch.setattr(builtins, "__import__", fake_import)
+def test_missing_onnxruntime_gives_install_hint(tiny_model, without_onnxruntime):
     with pytest.raises(ConfigError, match=r"pip install onnxruntime.*pip install pose\[export\]") as info:
         build_backend(tiny_model, "onnxruntime", input_size=(96, 128))
     assert "\n" not in str(info.value)

@@ -1,7 +1,5 @@
 """pose-export: ONNX + TorchScript files, atomic writes, verification against PyTorch, clear errors."""
-import builtins
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -104,17 +102,8 @@ def test_pose_export_mismatch_fails_with_one_line(tiny_checkpoint, tmp_path, mon
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_pose_export_without_onnxruntime(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+def test_pose_export_without_onnxruntime(tiny_checkpoint, tmp_path, without_onnxruntime, capsys):
     ckpt, _, _ = tiny_checkpoint
-    real_import = builtins.__import__
-
-    def fake_import(name, *args, **kwargs):
-        if name == "onnxruntime" or name.startswith("onnxruntime."):
-            raise ImportError("No module named 'onnxruntime'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.delitem(sys.modules, "onnxruntime", raising=False)
-    monkeypatch.setattr(builtins, "__import__", fake_import)
     rc = main(["--weights", str(ckpt), "--format", "onnx", "--output-dir", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1
