@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat setup.cfg constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test test-fast benchmark clean
+.PHONY: install demo test test-fast lint benchmark clean
 
 $(STAMP): setup.cfg constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,11 +25,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# Lint and the import contract (the floors of setup.cfg); .ci/run runs these and the tests.
+lint: $(STAMP)
+	$(BIN)/ruff check pose tests benchmarks scripts demo
+	$(BIN)/lint-imports setup.cfg --no-cache
+
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 benchmark: $(STAMP)
-	$(BIN)/python scripts/benchmark.py $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) output .pytest_cache

@@ -1,34 +1,34 @@
 """pose: top-down human pose estimation with HRNet.
 
-Module map (the tree reads as the pipeline):
-    config        yacs defaults (official HRNet schema), load_config, dataset path resolution
+Module map, by floor (a module imports only from floors below it; ``setup.cfg`` holds the contract that
+CI checks with import-linter, ``docs/design.md`` says why):
+
+    cli/          console entry points (thin shells: parse, call one library function, print)
+    video/        frames in, tracked poses out: sources, detection, tracking, smoothing, render,
+                  records (JSON lines, CSV, COCO results), pipeline (the demo loop)
+    training      the training loop (DDP, AMP, auto-resume) as named steps
+    evaluation/   oks (one OKS for NMS, COCOeval and tracking), coco (rescoring, OKS-NMS,
+                  pycocotools), mpii (PCKh), runner (predict a dataset once, score many decoders)
+    data/         layout (dataset folders), coco / mpii (readers), topdown (the dataset), augment
+    losses        joints MSE, OHKM, training accuracy
+    distributed   torchrun ranks and devices; gathering per-sample results across ranks
+    run_log       metrics.jsonl (+ TensorBoard): writer, reader, plot
+    loading       THE place where weights / a zoo name / "untrained" become model, codec, spec, predictor
+    export        ONNX / TorchScript export, the export cache, verification against PyTorch
+    checkpoint    the project's own self-describing checkpoint and training state
+    config/       yacs schema (official HRNet keys): defaults, merge, validate; no global config
+    predictor     TopDownPredictor: THE inference path (crop -> forward -> flip -> decode -> image)
+    backends      runtimes behind one callable: torch, torch-fast (BN folded), onnxruntime, torchscript
+    weights       safe torch.load, official / mmpose / ImageNet layouts, strict loading with reports
+    zoo           named pretrained models: URLs, checksums, inference settings, cached downloads
+    models/       HRNet (official state-dict names), presets, build_model, complexity counting
+    codec         HeatmapCodec: Gaussian targets, decoding (none/quarter/dark/udp), flip test
+    geometry      boxes (IoU, NMS), centre/scale windows, affine matrices, warp_crop, joint flips
     keypoints     KeypointSpec: names, flip pairs, skeleton, OKS sigmas (COCO_17, MPII_16)
     structures    PersonBox, PoseResult: frozen records crossing module boundaries
-    errors        PoseError and friends: one-line, user-facing errors
-    fileio        atomic writes, checked JSON reading, output folders
+    fileio        atomic writes (normal permissions), checked JSON reading, output folders
     imageio       reading images as RGB (the model input contract starts here)
-    geometry      box <-> centre/scale, crop affine matrices, warp_crop, joint flips
-    codec         HeatmapCodec: Gaussian targets, decoding (none/quarter/dark/udp), flip test
-    data/         COCO and MPII readers, the top-down dataset, training augmentation
-    models/       HRNet (official state-dict names), presets, build_model, complexity counting
-    checkpoint    strict, weights_only loading of official/mmpose/own checkpoints; atomic saving
-    zoo           named pretrained models: URLs, checksums, cached downloads
-    losses        joints MSE, OHKM, training accuracy
-    predictor     TopDownPredictor: THE inference path (crop -> forward -> flip -> decode -> image)
-    backends      fast inference: BN folding, channels_last, torch.compile, ONNX Runtime
-    export        ONNX / TorchScript export with verification
-    evaluation    COCO rescoring, OKS-NMS, pycocotools evaluator
-    mpii_eval     MPII PCKh
-    validation    running a predictor over a dataset and scoring it (pose-eval, training)
-    distributed   torchrun ranks and devices; gathering per-sample results across ranks
-    training      the training loop (DDP, AMP, auto-resume)
-    detection     person detectors (YOLOX-Nano offline, torchvision, JSON, whole image)
-    sources       frame sources: images, folders, videos, webcams, streams
-    tracking      IoU/OKS tracking, One-Euro smoothing
-    visualize     skeleton drawing
-    outputs       COCO results JSON, JSON-lines frame records, CSV
-    demo          the demo loop (detector -> predictor -> tracker -> outputs)
-    cli/          console entry points (thin shells)
+    errors        PoseError and friends: one-line, user-facing errors
 
 The curated API below is imported lazily, so ``import pose`` has no side effects and is cheap.
 """
@@ -40,9 +40,10 @@ _API = {
     "HeatmapCodec": "pose.codec",
     "build_codec": "pose.codec",
     "TopDownPredictor": "pose.predictor",
-    "load_predictor": "pose.predictor",
+    "load_predictor": "pose.loading",
+    "load_model": "pose.loading",
     "CocoKeypointEvaluator": "pose.evaluation",
-    "MpiiPCKhEvaluator": "pose.mpii_eval",
+    "MpiiPCKhEvaluator": "pose.evaluation",
     "load_config": "pose.config",
     "get_default_config": "pose.config",
     "COCO_17": "pose.keypoints",

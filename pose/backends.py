@@ -1,49 +1,94 @@
-"""Fast inference backends for :class:`pose.predictor.TopDownPredictor`.
+"""Runtime backends for :class:`pose.predictor.TopDownPredictor`: a network (module or file) in, heatmaps out.
 
 A *backend* is any callable mapping a float32 (B, 3, H, W) batch of RGB crops in [0, 255] (a torch
 tensor, NCHW) to (B, K, h, w) float32 heatmaps (a numpy array). Normalisation stays inside the network
 (``PoseHRNet.forward``), and so inside every exported graph.
 
-Backends (``build_backend(model, name)``):
+Backends (:func:`build_backend`, names in :data:`BACKENDS`):
 
-- ``torch``: :class:`pose.predictor.TorchBackend`, the plain eager model (the official code's path).
+- ``torch``: :class:`TorchBackend`, the plain eager model (the official code's path).
 - ``torch-fast``: :class:`OptimizedTorchBackend`: BatchNorm folded into the convolutions
-  (:func:`fold_batchnorm`) and channels_last tensors. On the project's 2-core CPU this is 1.3-1.4x the
-  eager model, with no compile step (``shared/research/cpu-performance.md`` section 3). Optional
+  (:func:`fold_batchnorm`) and channels_last tensors, no compile step. Optional
   ``torch.compile(options={"freezing": True})`` adds 5-10% but costs 20-150 s per new batch shape;
-  optional fp16/bf16 autocast is meant for GPUs (bf16 on a CPU without bf16 units is ~48x slower).
-- ``onnxruntime``: :class:`OnnxRuntimeBackend`: the model exported once to ONNX (opset 17, dynamic
-  batch axis, cached by a hash of weights + input size + opset) and run by ONNX Runtime with all graph
-  optimisations. The fastest CPU path measured (about 2.2x eager at batch 1, 1.7-1.8x at batch 8-32).
+  optional fp16/bf16 autocast is meant for GPUs.
+- ``onnxruntime``: :class:`OnnxRuntimeBackend`: an exported ``.onnx`` file run by ONNX Runtime with
+  all graph optimisations (the fastest CPU path measured).
+- ``torchscript``: :class:`TorchScriptBackend`, a saved ``torch.jit`` file (export verification).
+
+Backends take a module or a file; they do not export. :func:`pose.loading.build_runtime` wires
+:mod:`pose.export` (which writes and caches the ONNX file) and these backends together.
 
 Symbols: B batch, K keypoints, (H, W) model input, (h, w) heatmap.
 """
 import copy
-import hashlib
 import logging
 import os
-import queue
-import threading
+import warnings
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional, Sequence, Tuple, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import nn
 
 from pose.errors import ConfigError, DataError
-from pose.export import ONNX_OPSET
-from pose.predictor import TorchBackend
+from pose.models.hrnet import BasicBlock, Bottleneck, PoseHRNet
 
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
+Backend = Callable[[torch.Tensor], np.ndarray]
 BACKENDS = ("torch", "torch-fast", "onnxruntime", "auto")
 ORT_INSTALL_HINT = "pip install onnxruntime (or pip install pose[export])"
+_ALIASES = {"fast": "torch-fast", "ort": "onnxruntime", "onnx": "onnxruntime"}
 
 # Attribute pairs (conv, bn) where the forward applies ``bn(conv(x))`` directly: HRNet's stem and the
 # residual blocks. Only used on modules whose forward is known to follow this pattern.
 _CONV_BN_ATTRS = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
+_CONV_BN_OWNERS = (BasicBlock, Bottleneck, PoseHRNet)
+
+
+def crops_to_tensor(crops_nhwc) -> torch.Tensor:
+    """(N, H, W, 3) uint8 RGB crops (numpy or tensor) -> float32 (N, 3, H, W) in [0, 255], the network input."""
+    x = crops_nhwc if isinstance(crops_nhwc, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(crops_nhwc))
+    return x.permute(0, 3, 1, 2).float()
+
+
+# ------------------------------------------------------------------------------------------------
+# Plain torch
+# ------------------------------------------------------------------------------------------------
+class TorchBackend:
+    """Runs a ``torch.nn.Module`` in eval mode under ``torch.inference_mode``.
+
+    Args:
+        model: maps float RGB crops in [0, 255], (B, 3, H, W), to heatmaps (B, K, h, w).
+        device: where to run (``"cpu"``, ``"cuda"``, ``"cuda:1"``...).
+        channels_last: feed NHWC-strided tensors (faster convolutions on CPU and GPU).
+        autocast_dtype: ``torch.float16`` / ``torch.bfloat16`` for mixed precision on GPU, or None.
+    """
+
+    name = "torch"
+
+    def __init__(self, model: torch.nn.Module, device="cpu", *, channels_last: bool = False,
+                 autocast_dtype: Optional[torch.dtype] = None):
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device)
+        self.channels_last = channels_last
+        self.autocast_dtype = autocast_dtype
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    def __call__(self, crops_nchw: torch.Tensor) -> np.ndarray:
+        x = crops_nchw.to(self.device, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            if self.autocast_dtype is not None:
+                with torch.autocast(self.device.type, dtype=self.autocast_dtype):
+                    out = self.model(x)
+            else:
+                out = self.model(x)
+        return out.float().contiguous().cpu().numpy()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -76,12 +121,6 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     fused.weight.requires_grad_(conv.weight.requires_grad)
     fused.bias.requires_grad_(conv.weight.requires_grad)
     return fused.to(dtype)
-
-
-def _conv_bn_pair_owners() -> tuple:
-    """Module classes whose forward applies ``bnN(convN(x))`` for the attribute pairs above."""
-    from pose.models.hrnet import BasicBlock, Bottleneck, PoseHRNet
-    return (BasicBlock, Bottleneck, PoseHRNet)
 
 
 def _fold_into(module: nn.Module, owners: tuple) -> int:
@@ -125,7 +164,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     follow a conv in a recognised pattern are left in place and logged.
     """
     folded = copy.deepcopy(model).eval()
-    count = _fold_into(folded, _conv_bn_pair_owners())
+    count = _fold_into(folded, _CONV_BN_OWNERS)
     left = count_batchnorms(folded)
     if left:
         logger.info("fold_batchnorm: %d BatchNorm layers folded, %d left (not after a conv in a known pattern)",
@@ -170,7 +209,7 @@ class OptimizedTorchBackend(TorchBackend):
 
 
 # ------------------------------------------------------------------------------------------------
-# ONNX Runtime backend
+# Files: ONNX Runtime and TorchScript
 # ------------------------------------------------------------------------------------------------
 def import_onnxruntime():
     """``onnxruntime``, or :class:`ConfigError` with the install hint when it is missing."""
@@ -181,82 +220,26 @@ def import_onnxruntime():
     return onnxruntime
 
 
-def weights_fingerprint(model: nn.Module, input_size: Sequence[int], opset: int = ONNX_OPSET) -> str:
-    """sha256 hex digest of every parameter and buffer (names, shapes, bytes) + input (W, H) + opset."""
-    h = hashlib.sha256()
-    h.update(f"{type(model).__name__}|input={int(input_size[0])}x{int(input_size[1])}|opset={opset}".encode())
-    tensors = list(model.named_parameters()) + list(model.named_buffers())
-    for name, t in tensors:
-        t = t.detach().cpu().contiguous()
-        h.update(f"|{name}:{tuple(t.shape)}:{t.dtype}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
-def _writable_dir(path: Path) -> bool:
-    return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
-
-
-def cached_onnx_path(model: nn.Module, input_size: Sequence[int], *, weights_path: Optional[PathLike] = None,
-                     cache_dir: Optional[PathLike] = None, opset: int = ONNX_OPSET) -> Path:
-    """Where the ONNX export of ``model`` at ``input_size`` is cached.
-
-    ``<weights folder>/<weights stem>.<hash16>.onnx`` when ``weights_path`` is given and its folder is
-    writable, else ``<cache_dir or $POSE_CACHE/onnx>/<arch>_<W>x<H>.<hash16>.onnx``. The hash covers the
-    weights, the input size and the opset, so changed weights never reuse a stale export.
-    """
-    digest = weights_fingerprint(model, input_size, opset)[:16]
-    w, h = int(input_size[0]), int(input_size[1])
-    if weights_path is not None and cache_dir is None:
-        weights_path = Path(weights_path)
-        if _writable_dir(weights_path.parent):
-            return weights_path.parent / f"{weights_path.stem}.{w}x{h}.opset{opset}.{digest}.onnx"
-    if cache_dir is None:
-        from pose.zoo import default_cache_dir
-        cache_dir = default_cache_dir() / "onnx"
-    return Path(cache_dir) / f"{type(model).__name__.lower()}_{w}x{h}.opset{opset}.{digest}.onnx"
-
-
-def export_onnx_cached(model: nn.Module, input_size: Sequence[int], *, weights_path: Optional[PathLike] = None,
-                       cache_dir: Optional[PathLike] = None, opset: int = ONNX_OPSET) -> Path:
-    """The cached ONNX file for ``model`` (exported now, atomically, if absent). See :func:`cached_onnx_path`."""
-    from pose import export
-
-    path = cached_onnx_path(model, input_size, weights_path=weights_path, cache_dir=cache_dir, opset=opset)
-    if path.is_file():
-        logger.info("reusing cached ONNX export %s", path)
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    logger.info("exporting the model to ONNX (opset %d) at %s (one-off, a few seconds)", opset, path)
-    export.export_onnx(model, path, input_size, opset=opset)
-    return path
-
-
 class OnnxRuntimeBackend:
     """ONNX Runtime inference of an exported pose network (input ``images``, output ``heatmaps``).
 
     Args:
-        source: an ``.onnx`` file written by :func:`pose.export.export_onnx`, or a torch module (exported
-            once and cached, see :func:`export_onnx_cached`; then ``input_size`` is required).
+        onnx_path: an ``.onnx`` file written by :func:`pose.export.export_onnx`.
         threads: intra-op threads (default: ONNX Runtime's choice, one per physical core).
         providers: execution providers (default ``["CPUExecutionProvider"]``).
-        input_size: model input (W, H), when ``source`` is a module.
-        weights_path, cache_dir: where the export is cached (see :func:`cached_onnx_path`).
     """
 
     name = "onnxruntime"
 
-    def __init__(self, source: Union[PathLike, nn.Module], *, threads: Optional[int] = None,
-                 providers: Optional[Sequence[str]] = None, input_size: Optional[Sequence[int]] = None,
-                 weights_path: Optional[PathLike] = None, cache_dir: Optional[PathLike] = None):
+    def __init__(self, onnx_path: PathLike, *, threads: Optional[int] = None,
+                 providers: Optional[Sequence[str]] = None):
         ort = import_onnxruntime()
         if threads is not None and int(threads) < 1:
             raise ConfigError(f"OnnxRuntimeBackend threads: got {threads}, expected an integer >= 1")
-        if isinstance(source, nn.Module):
-            if input_size is None:
-                raise ConfigError("OnnxRuntimeBackend: input_size (W, H) is required to export a torch model")
-            source = export_onnx_cached(source, input_size, weights_path=weights_path, cache_dir=cache_dir)
-        self.onnx_path = Path(source)
+        if isinstance(onnx_path, nn.Module):
+            raise ConfigError("OnnxRuntimeBackend takes an .onnx file; export the module first "
+                              "(pose.loading.build_runtime does both, with a cache)")
+        self.onnx_path = Path(onnx_path)
         if not self.onnx_path.is_file():
             raise DataError(f"ONNX model '{self.onnx_path}' does not exist; expected a file written by pose-export")
         options = ort.SessionOptions()
@@ -283,27 +266,35 @@ class OnnxRuntimeBackend:
         return self.session.run([self.output_name], {self.input_name: x})[0]
 
 
+class TorchScriptBackend:
+    """Runs a saved TorchScript pose network (CPU); same call convention as the other backends."""
+
+    name = "torchscript"
+
+    def __init__(self, path: PathLike):
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"TorchScript file '{path}' does not exist")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.module = torch.jit.load(str(path), map_location="cpu").eval()
+        self.path = path
+
+    def __call__(self, crops_nchw: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            return self.module(crops_nchw.float()).float().numpy()
+
+
 # ------------------------------------------------------------------------------------------------
 # Factory
 # ------------------------------------------------------------------------------------------------
-def build_backend(model: nn.Module, name: str = "torch", *, device="cpu", input_size: Optional[Sequence[int]] = None,
-                  weights_path: Optional[PathLike] = None, cache_dir: Optional[PathLike] = None,
-                  threads: Optional[int] = None, compile: bool = False,
-                  autocast_dtype: Optional[torch.dtype] = None) -> Callable[[torch.Tensor], np.ndarray]:
-    """A backend callable for :class:`pose.predictor.TopDownPredictor` by name.
-
-    Args:
-        model: the eval-mode network (``PoseHRNet``; normalisation inside its forward).
-        name: ``torch`` (plain eager), ``torch-fast`` (BN fold + channels_last) or ``onnxruntime``.
-        device: torch device for the torch backends; ``onnxruntime`` runs on the CPU provider unless
-            ``device`` is a CUDA device (then CUDA provider first, CPU as fallback).
-        input_size: model input (W, H); required for ``onnxruntime``.
-        weights_path, cache_dir: where the ONNX export is cached (``onnxruntime``).
-        threads: ONNX Runtime intra-op threads.
-        compile, autocast_dtype: see :class:`OptimizedTorchBackend`.
-    """
+def resolve_backend_name(name: str, device="cpu") -> str:
+    """The canonical backend for ``name``: aliases mapped, ``auto`` = the fastest available here
+    (ONNX Runtime on a CPU when installed, else ``torch-fast``). Unknown names raise ConfigError."""
     key = str(name).strip().lower().replace("_", "-")
-    if key == "auto":  # the fastest available here: ONNX Runtime on CPU when installed, else folded torch
+    key = _ALIASES.get(key, key)
+    if key == "auto":
         key = "torch-fast"
         if torch.device(device).type == "cpu":
             try:
@@ -311,63 +302,32 @@ def build_backend(model: nn.Module, name: str = "torch", *, device="cpu", input_
                 key = "onnxruntime"
             except ImportError:
                 pass
-    if key == "torch":
-        return TorchBackend(model, device, autocast_dtype=autocast_dtype)
-    if key in ("torch-fast", "fast"):
-        return OptimizedTorchBackend(model, device, compile=compile, autocast_dtype=autocast_dtype)
-    if key in ("onnxruntime", "ort", "onnx"):
+    if key not in BACKENDS:
+        raise ConfigError(f"backend '{name}' is unknown; expected one of {', '.join(BACKENDS)}")
+    return key
+
+
+def build_backend(network: Union[nn.Module, PathLike], name: str = "torch", *, device="cpu",
+                  threads: Optional[int] = None, compile: bool = False,
+                  autocast_dtype: Optional[torch.dtype] = None) -> Backend:
+    """A backend callable by name (see :data:`BACKENDS`).
+
+    Args:
+        network: the eval-mode module (``torch``, ``torch-fast``) or an ``.onnx`` file (``onnxruntime``).
+        name: ``torch`` (plain eager), ``torch-fast`` (BN fold + channels_last), ``onnxruntime`` or ``auto``.
+        device: torch device for the torch backends; ``onnxruntime`` runs on the CPU provider unless
+            ``device`` is a CUDA device (then CUDA provider first, CPU as fallback).
+        threads: ONNX Runtime intra-op threads.
+        compile, autocast_dtype: see :class:`OptimizedTorchBackend`.
+    """
+    key = resolve_backend_name(name, device)
+    if key == "onnxruntime":
         providers = None
         if torch.device(device).type == "cuda":
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        return OnnxRuntimeBackend(model, threads=threads, providers=providers, input_size=input_size,
-                                  weights_path=weights_path, cache_dir=cache_dir)
-    raise ConfigError(f"backend '{name}' is unknown; expected one of {', '.join(BACKENDS)}")
-
-
-# ------------------------------------------------------------------------------------------------
-# Overlap pre-processing with the forward pass
-# ------------------------------------------------------------------------------------------------
-_DONE = object()
-
-
-def prefetch(iterable: Iterable, size: int = 2) -> Iterator:
-    """Iterate ``iterable`` in a background thread, keeping up to ``size`` items ready.
-
-    Lets frame decoding / cropping (numpy, OpenCV: they release the GIL) overlap the model forward.
-    Exceptions raised by the producer are re-raised in the consumer; items keep their order.
-    """
-    if size < 1:
-        raise ValueError(f"prefetch size must be >= 1, got {size}")
-    q: "queue.Queue[Tuple[object, Optional[BaseException]]]" = queue.Queue(maxsize=size)
-    stop = threading.Event()
-
-    def put(entry) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False  # the consumer went away
-
-    def produce():
-        try:
-            for item in iterable:
-                if not put((item, None)):
-                    return
-            put((_DONE, None))
-        except BaseException as e:  # handed to the consumer
-            put((_DONE, e))
-
-    thread = threading.Thread(target=produce, name="pose-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item, error = q.get()
-            if item is _DONE:
-                if error is not None:
-                    raise error
-                return
-            yield item
-    finally:
-        stop.set()
+        return OnnxRuntimeBackend(network, threads=threads, providers=providers)
+    if not isinstance(network, nn.Module):
+        raise ConfigError(f"backend '{key}' runs a torch module; got {type(network).__name__}")
+    if key == "torch":
+        return TorchBackend(network, device, autocast_dtype=autocast_dtype)
+    return OptimizedTorchBackend(network, device, compile=compile, autocast_dtype=autocast_dtype)

@@ -37,6 +37,9 @@ needs no shift and is exact everywhere.
 Degenerate maps are defined, not NaN: an all-zero or all-negative map decodes to (0, 0) with its
 maximum as score (official); for DARK the modulated all-zero map is kept at zero (DarkPose makes it
 0/0 = NaN but never uses it). Heatmaps containing NaN or +inf raise ``ValueError``.
+
+Why one long module: the codec is the single owner of the heatmap representation (house style P4), so
+targets, every decoder and the flip test stay side by side where a reader can check they agree.
 """
 import logging
 from typing import Optional, Sequence, Tuple
@@ -45,7 +48,7 @@ import cv2
 import numpy as np
 
 from pose.errors import ConfigError
-from pose.geometry import flip_permutation
+from pose.keypoints import flip_permutation
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +56,7 @@ DECODERS = ("none", "quarter", "dark", "udp")
 ENCODINGS = ("msra", "unbiased")
 
 __all__ = [
-    "DECODERS", "ENCODINGS", "HeatmapCodec", "build_codec", "msra_targets", "unbiased_targets",
+    "DECODERS", "ENCODINGS", "HeatmapCodec", "build_codec", "default_decoder", "msra_targets", "unbiased_targets",
     "argmax_heatmaps", "refine_quarter", "dark_modulate", "refine_dark", "flip_back",
 ]
 
@@ -527,6 +530,21 @@ class HeatmapCodec:
             f[..., 1:] = f[..., :-1].copy()
         return ((hm + f) * 0.5).astype(np.float32)
 
+    # -- another decoder on the same representation --------------------------------------------
+    @property
+    def decoding(self) -> dict:
+        """The inference-time choices (decoder, flip shift, DARK kernel); the rest is fixed by training."""
+        return {"decoder": self.decoder, "flip_shift": self.flip_shift, "blur_kernel": self.blur_kernel}
+
+    def with_decoding(self, decoder: Optional[str] = None, *, flip_shift: Optional[bool] = None,
+                      blur_kernel: Optional[int] = None) -> "HeatmapCodec":
+        """This codec's sizes, sigma and target encoding with other decoding choices (None = keep)."""
+        params = self.to_dict()
+        for key, value in (("decoder", decoder), ("flip_shift", flip_shift), ("blur_kernel", blur_kernel)):
+            if value is not None:
+                params[key] = value
+        return HeatmapCodec.from_dict(params)
+
     # -- persistence -------------------------------------------------------------------------
     def to_dict(self) -> dict:
         """Plain types only (stored in checkpoints)."""
@@ -551,6 +569,16 @@ class HeatmapCodec:
         return "HeatmapCodec(" + ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items()) + ")"
 
 
+def default_decoder(decoder: str, post_process: bool) -> str:
+    """``decoder`` if set, else the official choice: ``quarter`` with POST_PROCESS, ``none`` without."""
+    name = str(decoder or "").lower()
+    if not name:
+        return "quarter" if post_process else "none"
+    if name not in DECODERS:
+        raise ConfigError(f"TEST.DECODER: expected one of {', '.join(DECODERS)} or '', got {name!r}")
+    return name
+
+
 def build_codec(cfg) -> HeatmapCodec:
     """Codec from a config tree: ``MODEL.IMAGE_SIZE``, ``MODEL.HEATMAP_SIZE``, ``MODEL.SIGMA``,
     ``TEST.DECODER`` (``''`` -> ``quarter`` if ``TEST.POST_PROCESS`` else ``none``),
@@ -562,11 +590,7 @@ def build_codec(cfg) -> HeatmapCodec:
     target_type = str(getattr(model, "TARGET_TYPE", "gaussian")).lower()
     if target_type != "gaussian":
         raise ConfigError(f"MODEL.TARGET_TYPE: only 'gaussian' is supported, got {target_type!r}")
-    decoder = str(getattr(test, "DECODER", "") or "").lower()
-    if not decoder:
-        decoder = "quarter" if getattr(test, "POST_PROCESS", True) else "none"
-    if decoder not in DECODERS:
-        raise ConfigError(f"TEST.DECODER: expected one of {', '.join(DECODERS)} or '', got {decoder!r}")
+    decoder = default_decoder(getattr(test, "DECODER", ""), getattr(test, "POST_PROCESS", True))
     return HeatmapCodec(model.IMAGE_SIZE, model.HEATMAP_SIZE, getattr(model, "SIGMA", 2),
                         decoder=decoder, flip_shift=bool(getattr(test, "SHIFT_HEATMAP", True)),
                         blur_kernel=int(getattr(test, "BLUR_KERNEL", 11)),

@@ -1,6 +1,6 @@
 """Processes and devices: who this process is under ``torchrun`` and how ranks exchange results.
 
-Training (:mod:`pose.training`) and evaluation (:mod:`pose.validation`) share these so a distributed
+Training (:mod:`pose.training`) and evaluation (:mod:`pose.evaluation.runner`) share these so a distributed
 validation sees every sample exactly once whatever the world size.
 """
 import logging

@@ -10,26 +10,31 @@ dynamic; H and W are fixed to the model's input size.
 - TorchScript: ``torch.jit.trace`` of ``forward`` (TorchScript is deprecated upstream but still runs
   without Python model code).
 
-Every file is written to a temporary name in the output folder and renamed into place.
-:func:`verify_export` runs the export and the eager model on the same crops and reports the largest
-heatmap difference and the largest decoded keypoint difference (crop pixels).
+Every file is written to a temporary name in the output folder and renamed into place
+(:func:`pose.fileio.atomic_path`). :func:`export_onnx_cached` keeps one export per weights + input size
++ opset (the ``onnxruntime`` backend's file, see :func:`cached_onnx_path`). :func:`verify_backend` runs
+the export and the eager model on the same crops and reports the largest heatmap difference and the
+largest decoded keypoint difference (crop pixels).
 
 Symbols: N crops, K keypoints, (H, W) model input, (h, w) heatmap.
 """
-import contextlib
+import hashlib
 import logging
 import os
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence, Union
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
 
-from pose.errors import DataError, PoseError
+from pose.backends import OnnxRuntimeBackend, TorchBackend, TorchScriptBackend, crops_to_tensor
+from pose.errors import PoseError
+from pose.fileio import atomic_path, ensure_output_dir, write_json
+from pose.zoo import default_cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -43,21 +48,6 @@ FORMATS = ("onnx", "torchscript")
 
 class ExportMismatchError(PoseError, ValueError):
     """An exported model disagrees with the PyTorch model beyond the tolerance."""
-
-
-@contextlib.contextmanager
-def _atomic_path(path: Path):
-    """Yield a temp path beside ``path``; rename it to ``path`` on success, delete it on failure."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _example_input(input_size: Sequence[int], batch: int = 1) -> torch.Tensor:
@@ -83,7 +73,7 @@ def export_onnx(model: nn.Module, path: PathLike, input_size: Sequence[int], *, 
              "input": f"{INPUT_NAME}: float32 (B,3,H,W) RGB in [0,255], normalisation inside the graph",
              "output": f"{OUTPUT_NAME}: float32 (B,K,H/4,W/4)"}
     props.update({str(k): str(v) for k, v in (metadata or {}).items()})
-    with _atomic_path(path) as tmp, warnings.catch_warnings():
+    with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
@@ -124,7 +114,7 @@ def export_torchscript(model: nn.Module, path: PathLike, input_size: Sequence[in
     """Write ``torch.jit.trace(model)`` (eval mode, CPU, any batch size) to ``path``; returns ``path``."""
     path = Path(path)
     model = model.eval().cpu()
-    with _atomic_path(path) as tmp, warnings.catch_warnings():
+    with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
@@ -135,24 +125,55 @@ def export_torchscript(model: nn.Module, path: PathLike, input_size: Sequence[in
     return path
 
 
-class TorchScriptBackend:
-    """Runs a saved TorchScript pose network (CPU); same call convention as the other backends."""
+# ------------------------------------------------------------------------------------------------
+# The export cache (onnxruntime backend)
+# ------------------------------------------------------------------------------------------------
+def weights_fingerprint(model: nn.Module, input_size: Sequence[int], opset: int = ONNX_OPSET) -> str:
+    """sha256 hex digest of every parameter and buffer (names, shapes, bytes) + input (W, H) + opset."""
+    h = hashlib.sha256()
+    h.update(f"{type(model).__name__}|input={int(input_size[0])}x{int(input_size[1])}|opset={opset}".encode())
+    tensors = list(model.named_parameters()) + list(model.named_buffers())
+    for name, t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(f"|{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
-    name = "torchscript"
 
-    def __init__(self, path: PathLike):
-        path = Path(path)
-        if not path.is_file():
-            raise DataError(f"TorchScript file '{path}' does not exist")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            self.module = torch.jit.load(str(path), map_location="cpu").eval()
-        self.path = path
+def _writable_dir(path: Path) -> bool:
+    return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
 
-    def __call__(self, crops_nchw: torch.Tensor) -> np.ndarray:
-        with torch.inference_mode():
-            return self.module(crops_nchw.float()).float().numpy()
+
+def cached_onnx_path(model: nn.Module, input_size: Sequence[int], *, weights_path: Optional[PathLike] = None,
+                     cache_dir: Optional[PathLike] = None, opset: int = ONNX_OPSET) -> Path:
+    """Where the ONNX export of ``model`` at ``input_size`` is cached.
+
+    ``<weights folder>/<weights stem>.<W>x<H>.opset<N>.<hash16>.onnx`` when ``weights_path`` is given and
+    its folder is writable, else ``<cache_dir or $POSE_CACHE/onnx>/<arch>_<W>x<H>.opset<N>.<hash16>.onnx``.
+    The hash covers the weights, the input size and the opset, so changed weights never reuse a stale export.
+    """
+    digest = weights_fingerprint(model, input_size, opset)[:16]
+    w, h = int(input_size[0]), int(input_size[1])
+    if weights_path is not None and cache_dir is None:
+        weights_path = Path(weights_path)
+        if _writable_dir(weights_path.parent):
+            return weights_path.parent / f"{weights_path.stem}.{w}x{h}.opset{opset}.{digest}.onnx"
+    if cache_dir is None:
+        cache_dir = default_cache_dir() / "onnx"
+    return Path(cache_dir) / f"{type(model).__name__.lower()}_{w}x{h}.opset{opset}.{digest}.onnx"
+
+
+def export_onnx_cached(model: nn.Module, input_size: Sequence[int], *, weights_path: Optional[PathLike] = None,
+                       cache_dir: Optional[PathLike] = None, opset: int = ONNX_OPSET) -> Path:
+    """The cached ONNX file for ``model`` (exported now, atomically, if absent). See :func:`cached_onnx_path`."""
+    path = cached_onnx_path(model, input_size, weights_path=weights_path, cache_dir=cache_dir, opset=opset)
+    if path.is_file():
+        logger.info("reusing cached ONNX export %s", path)
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    logger.info("exporting the model to ONNX (opset %d) at %s (one-off, a few seconds)", opset, path)
+    export_onnx(model, path, input_size, opset=opset)
+    return path
 
 
 # ------------------------------------------------------------------------------------------------
@@ -174,7 +195,8 @@ class VerifyResult:
         return self.max_heatmap_diff <= self.heatmap_tolerance and self.max_keypoint_diff_px <= self.keypoint_tolerance
 
     def summary(self) -> str:
-        return (f"{self.format}: max |heatmap diff| {self.max_heatmap_diff:.3g} (tolerance {self.heatmap_tolerance:g}), "
+        return (f"{self.format}: max |heatmap diff| {self.max_heatmap_diff:.3g} "
+                f"(tolerance {self.heatmap_tolerance:g}), "
                 f"max keypoint diff {self.max_keypoint_diff_px:.3g} px (tolerance {self.keypoint_tolerance:g}) "
                 f"on {self.num_crops} crops: {'OK' if self.ok else 'MISMATCH'}")
 
@@ -196,7 +218,6 @@ def sample_crops(predictor, images: Sequence[np.ndarray] = (), *, num_random: in
     if not crops:
         rng = np.random.default_rng(seed)
         coarse = rng.uniform(0, 255, size=(num_random, h // 8, w // 8, 3)).astype(np.float32)
-        import cv2
         smooth = np.stack([cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) for c in coarse])
         noise = rng.normal(0, 12, size=smooth.shape)
         crops.append(np.clip(smooth + noise, 0, 255).astype(np.uint8))
@@ -214,7 +235,7 @@ def verify_backend(reference: Callable[[torch.Tensor], np.ndarray], candidate: C
     crops = np.asarray(crops)
     ref_maps, cand_maps = [], []
     for start in range(0, len(crops), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(crops[start:start + batch_size])).permute(0, 3, 1, 2).float()
+        x = crops_to_tensor(crops[start:start + batch_size])
         ref_maps.append(np.asarray(reference(x), dtype=np.float32))
         cand_maps.append(np.asarray(candidate(x), dtype=np.float32))
     ref_maps, cand_maps = np.concatenate(ref_maps), np.concatenate(cand_maps)
@@ -250,9 +271,6 @@ def export_model(model: nn.Module, codec, spec, output_dir: PathLike, *, stem: s
         ExportMismatchError: an export differs from PyTorch beyond a tolerance (the file is kept so it can
             be inspected; the sidecar records the numbers).
     """
-    from pose.fileio import ensure_output_dir, write_json
-    from pose.predictor import TorchBackend
-
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise PoseError(f"export format(s) {unknown or '(none)'} unknown; expected some of {', '.join(FORMATS)}")
@@ -271,11 +289,7 @@ def export_model(model: nn.Module, codec, spec, output_dir: PathLike, *, stem: s
         if verify:
             if crops is None:
                 raise ValueError("export_model: crops are required when verify=True")
-            if fmt == "onnx":
-                from pose.backends import OnnxRuntimeBackend
-                candidate = OnnxRuntimeBackend(path)
-            else:
-                candidate = TorchScriptBackend(path)
+            candidate = OnnxRuntimeBackend(path) if fmt == "onnx" else TorchScriptBackend(path)
             check = verify_backend(reference, candidate, crops, codec, name=fmt,
                                    heatmap_tolerance=heatmap_tolerance, keypoint_tolerance=keypoint_tolerance)
             logger.info(check.summary())

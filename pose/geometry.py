@@ -22,17 +22,24 @@ Shapes: boxes ``(N, 4)`` ``[x, y, w, h]`` unless the name says ``xyxy``; points 
 matrices ``(N, 2, 3)`` float64. Single-item inputs (``(2,)`` centre, ``(2, 3)`` matrix) are accepted
 where noted and give single-item outputs.
 """
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
+from pose.keypoints import flip_permutation
+
+#: Pixels per unit of ``scale`` (the official ``pixel_std``).
 PIXEL_STD = 200.0
+#: Context added around a person box before cropping (official ``* 1.25`` in ``_xywh2cs``).
+BOX_PADDING = 1.25
 
 __all__ = [
-    "PIXEL_STD", "xywh_to_xyxy", "xyxy_to_xywh", "clean_gt_boxes", "boxes_to_center_scale",
-    "crop_matrix", "invert_affine", "apply_affine", "crop_to_image", "warp_crop",
-    "flip_permutation", "flip_joints_lr",
+    "PIXEL_STD", "BOX_PADDING", "BOX_OK", "BOX_PROBLEMS", "box_problems", "count_box_problems",
+    "xywh_to_xyxy", "xyxy_to_xywh", "box_iou_xyxy", "nms_xyxy", "clean_gt_boxes",
+    "boxes_to_center_scale",
+    "window_area", "window_to_xywh", "crop_matrix", "invert_affine", "apply_affine", "crop_to_image",
+    "warp_crop", "flip_joints_lr",
 ]
 
 
@@ -49,6 +56,71 @@ def xyxy_to_xywh(boxes_xyxy: np.ndarray) -> np.ndarray:
     """Inverse of :func:`xywh_to_xyxy`, shape (..., 4)."""
     b = np.asarray(boxes_xyxy, dtype=np.float64)
     return np.concatenate([b[..., :2], b[..., 2:4] - b[..., :2]], axis=-1)
+
+
+#: Codes of :func:`box_problems`: 0 is a usable box, the others say why a box cannot give a crop.
+BOX_OK = 0
+BOX_PROBLEMS = {1: "non-finite boxes", 2: "zero-size boxes", 3: "boxes outside the image"}
+
+
+def box_problems(boxes_xywh: np.ndarray, image_size: Optional[Sequence[float]] = None) -> np.ndarray:
+    """Why each box cannot be cropped: (N,) int codes, :data:`BOX_OK` (0) or a key of :data:`BOX_PROBLEMS`.
+
+    A box is unusable when a coordinate is NaN/inf (1), when its width or height is not > 0 (2: zero or
+    negative size, a 0x0 crop window has a singular matrix), or, given ``image_size`` ``(W, H)``, when it
+    does not overlap the image ``[0, W] x [0, H]`` at all (3). The first problem found is reported.
+    """
+    b = np.asarray(boxes_xywh, dtype=np.float64).reshape(-1, 4)
+    codes = np.zeros(len(b), dtype=np.int64)
+    finite = np.isfinite(b).all(axis=1)
+    codes[~finite] = 1
+    with np.errstate(invalid="ignore"):
+        empty = finite & ~((b[:, 2] > 0) & (b[:, 3] > 0))
+        codes[empty] = 2
+        if image_size is not None:
+            w, h = float(image_size[0]), float(image_size[1])
+            outside = (finite & ~empty) & ((b[:, 0] >= w) | (b[:, 1] >= h) | (b[:, 0] + b[:, 2] <= 0)
+                                           | (b[:, 1] + b[:, 3] <= 0))
+            codes[outside] = 3
+    return codes
+
+
+def count_box_problems(codes: np.ndarray) -> str:
+    """``"2 zero-size boxes, 1 boxes outside the image"`` for the non-zero codes of :func:`box_problems`."""
+    codes = np.asarray(codes)
+    return ", ".join(f"{int((codes == k).sum())} {what}" for k, what in BOX_PROBLEMS.items() if (codes == k).any())
+
+
+def box_iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of boxes ``a`` (N, 4) and ``b`` (M, 4), ``[x1, y1, x2, y2]`` -> (N, M) float64.
+
+    Boxes with negative extent count as empty; a pair whose union is empty has IoU 0.
+    """
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    union = area_a[:, None] + area_b[None] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def nms_xyxy(boxes_xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy box NMS: kept indices (int64) in decreasing score order (stable on ties).
+
+    A box is suppressed when its IoU with a kept, higher-scoring box is ``> iou_threshold``.
+    """
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        rest = order[1:]
+        order = rest[box_iou_xyxy(boxes[i], boxes[rest])[0] <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
 
 
 def clean_gt_boxes(boxes_xywh: np.ndarray, image_w: int, image_h: int,
@@ -80,7 +152,7 @@ def clean_gt_boxes(boxes_xywh: np.ndarray, image_w: int, image_h: int,
 
 
 def boxes_to_center_scale(boxes_xywh: np.ndarray, input_size: Sequence[int],
-                          padding: float = 1.25) -> Tuple[np.ndarray, np.ndarray]:
+                          padding: float = BOX_PADDING) -> Tuple[np.ndarray, np.ndarray]:
     """Boxes -> crop windows, the official ``_xywh2cs`` (float32 results, same rounding).
 
     The centre is the box centre; the box grows (never shrinks) to the ``W:H`` aspect of
@@ -105,6 +177,22 @@ def boxes_to_center_scale(boxes_xywh: np.ndarray, input_size: Sequence[int],
     w = np.where(taller, h * aspect, w)
     scales = np.stack([w / PIXEL_STD, h / PIXEL_STD], axis=1).astype(np.float32)
     return centers, scales * np.float32(padding)
+
+
+def window_area(scale: np.ndarray) -> float:
+    """Official window area ``prod(scale * 200)`` (OKS-NMS), computed in the scale's own float dtype
+    (float32 in the official pipeline, which the golden NMS results depend on)."""
+    s = np.asarray(scale)
+    if not np.issubdtype(s.dtype, np.floating):
+        s = s.astype(np.float64)
+    return float(np.prod(s * s.dtype.type(PIXEL_STD)))
+
+
+def window_to_xywh(center: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """The (4,) ``[x, y, w, h]`` box of a window (``scale * 200`` centred on ``center``), float64."""
+    wh = np.asarray(scale, dtype=np.float64).reshape(2) * PIXEL_STD
+    c = np.asarray(center, dtype=np.float64).reshape(2)
+    return np.concatenate([c - wh / 2, wh])
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,14 +341,6 @@ def warp_crop(image_rgb: np.ndarray, matrices: np.ndarray, output_size: Sequence
 # --------------------------------------------------------------------------------------------
 # Flips
 # --------------------------------------------------------------------------------------------
-def flip_permutation(num_keypoints: int, flip_pairs: Sequence[Sequence[int]]) -> np.ndarray:
-    """Index array ``perm`` with ``flipped[..., k] = original[..., perm[k]]`` (left/right swap)."""
-    perm = np.arange(num_keypoints)
-    for a, b in flip_pairs:
-        perm[a], perm[b] = b, a
-    return perm
-
-
 def flip_joints_lr(joints: np.ndarray, visible: np.ndarray, image_width: float,
                    flip_pairs: Sequence[Sequence[int]]) -> Tuple[np.ndarray, np.ndarray]:
     """Horizontal flip of joints for a mirrored image (official ``fliplr_joints``).

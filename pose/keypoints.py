@@ -4,11 +4,19 @@ A :class:`KeypointSpec` travels with a model's checkpoint (``to_dict`` / ``from_
 predictor is always rebuilt with the joints it was trained on. Indices are 0-based.
 """
 from dataclasses import asdict, dataclass, field
-from typing import Tuple
+from typing import Sequence, Tuple
 
 import numpy as np
 
 from pose.errors import ConfigError
+
+
+def flip_permutation(num_keypoints: int, flip_pairs: Sequence[Sequence[int]]) -> np.ndarray:
+    """Index array ``perm`` with ``flipped[..., k] = original[..., perm[k]]`` (left/right swap)."""
+    perm = np.arange(num_keypoints)
+    for a, b in flip_pairs:
+        perm[a], perm[b] = b, a
+    return perm
 
 
 @dataclass(frozen=True)
@@ -42,7 +50,8 @@ class KeypointSpec:
                 raise ConfigError(f"keypoint spec '{self.name}': flip pair ({a}, {b}) out of range for {k} keypoints")
         for a, b in self.skeleton:
             if not (0 <= a < k and 0 <= b < k):
-                raise ConfigError(f"keypoint spec '{self.name}': skeleton edge ({a}, {b}) out of range for {k} keypoints")
+                raise ConfigError(f"keypoint spec '{self.name}': skeleton edge ({a}, {b}) out of range for "
+                                  f"{k} keypoints")
         for attr in ("oks_sigmas", "joint_weights"):
             n = len(getattr(self, attr))
             if n not in (0, k):
@@ -53,11 +62,8 @@ class KeypointSpec:
         return len(self.keypoint_names)
 
     def flip_permutation(self) -> np.ndarray:
-        """Index array ``perm`` such that ``flipped[..., k] = original[..., perm[k]]`` swaps left/right."""
-        perm = np.arange(self.num_keypoints)
-        for a, b in self.flip_pairs:
-            perm[a], perm[b] = b, a
-        return perm
+        """:func:`flip_permutation` of this layout."""
+        return flip_permutation(self.num_keypoints, self.flip_pairs)
 
     def to_dict(self) -> dict:
         """Plain lists/strings/floats only, so it can live inside a ``weights_only`` checkpoint."""

@@ -9,7 +9,8 @@ image (RGB uint8) + person boxes
 
 No other module crops, normalises or decodes. The network is reached through a *backend*: any
 callable mapping a float32 (B, 3, H, W) batch of RGB crops in [0, 255] to (B, K, h, w) heatmaps
-(:class:`TorchBackend` here; the ONNX Runtime backend lives in :mod:`pose.backends`).
+(:mod:`pose.backends`; a plain module is wrapped in :class:`pose.backends.TorchBackend`). Building a
+predictor from weights is :func:`pose.loading.load_predictor`'s job.
 
 Symbols: N persons, K keypoints, (H, W) model input, (h, w) heatmap.
 """
@@ -20,45 +21,12 @@ import numpy as np
 import torch
 
 from pose import geometry
+from pose.backends import TorchBackend, crops_to_tensor
 from pose.codec import HeatmapCodec
 from pose.keypoints import KeypointSpec
 from pose.structures import PersonBox, PoseResult
 
 logger = logging.getLogger(__name__)
-
-
-class TorchBackend:
-    """Runs a ``torch.nn.Module`` in eval mode under ``torch.inference_mode``.
-
-    Args:
-        model: maps float RGB crops in [0, 255], (B, 3, H, W), to heatmaps (B, K, h, w).
-        device: where to run (``"cpu"``, ``"cuda"``, ``"cuda:1"``...).
-        channels_last: feed NHWC-strided tensors (faster convolutions on CPU and GPU).
-        autocast_dtype: ``torch.float16`` / ``torch.bfloat16`` for mixed precision on GPU, or None.
-    """
-
-    name = "torch"
-
-    def __init__(self, model: torch.nn.Module, device="cpu", *, channels_last: bool = False,
-                 autocast_dtype: Optional[torch.dtype] = None):
-        self.device = torch.device(device)
-        self.model = model.eval().to(self.device)
-        self.channels_last = channels_last
-        self.autocast_dtype = autocast_dtype
-        if channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-
-    def __call__(self, crops_nchw: torch.Tensor) -> np.ndarray:
-        x = crops_nchw.to(self.device, non_blocking=True)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
-            if self.autocast_dtype is not None:
-                with torch.autocast(self.device.type, dtype=self.autocast_dtype):
-                    out = self.model(x)
-            else:
-                out = self.model(x)
-        return out.float().contiguous().cpu().numpy()
 
 
 # predict_windows holds at most this many batches of crops / heatmaps at once.
@@ -122,8 +90,7 @@ class TopDownPredictor:
             return empty, (empty.copy() if self.flip_test else None)
         outs, outs_flipped = [], []
         for start in range(0, n, self.batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(crops[start:start + self.batch_size]))
-            x = x.permute(0, 3, 1, 2).float()  # (B, 3, H, W), RGB in [0, 255]
+            x = crops_to_tensor(crops[start:start + self.batch_size])  # (B, 3, H, W), RGB in [0, 255]
             outs.append(self.backend(x))
             if self.flip_test:
                 outs_flipped.append(self.backend(x.flip(3)))
@@ -181,110 +148,3 @@ class TopDownPredictor:
         return [PoseResult(keypoints_img=kp, center_img=c, scale=s, box_score=float(b.score),
                            image_id=b.image_id, bbox_xywh=tuple(b.bbox_xywh), track_id=b.track_id)
                 for kp, c, s, b in zip(keypoints, centers, scales, boxes)]
-
-
-# ------------------------------------------------------------------------------------------------
-# Building a predictor from weights (+ config)
-# ------------------------------------------------------------------------------------------------
-def config_for_zoo_model(name: str):
-    """The config of a zoo model, built from its preset (works without the repo's ``configs/``)."""
-    from pose.config import get_default_config
-    from pose.zoo import get_model_info
-
-    info = get_model_info(name)
-    w, h = info.input_size
-    cfg = get_default_config()
-    cfg.MODEL.ARCH = info.arch
-    cfg.MODEL.NUM_JOINTS = info.num_keypoints
-    cfg.MODEL.IMAGE_SIZE = [w, h]
-    cfg.MODEL.HEATMAP_SIZE = [w // 4, h // 4]
-    cfg.MODEL.SIGMA = 3.0 if h >= 384 else 2.0  # the official recipes: sigma 3 at 384x288
-    cfg.DATASET.DATASET = info.dataset
-    cfg.DATASET.COLOR_RGB = True
-    cfg.TEST.FLIP_TEST = cfg.TEST.POST_PROCESS = cfg.TEST.SHIFT_HEATMAP = True
-    cfg.freeze()
-    return cfg
-
-
-def load_model(weights, cfg=None, *, overrides=(), offline: bool = False):
-    """Model, config, codec and keypoint spec for ``weights``.
-
-    Args:
-        weights: a project checkpoint (self-describing), an official / mmpose state-dict file (needs
-            ``cfg``, or a zoo name which brings its own), or a zoo name (downloaded and cached).
-        cfg: the experiment config (dataset, test settings); for a project checkpoint, its model-bound
-            values must agree with the checkpoint's.
-        overrides: ``KEY VALUE`` pairs for inference settings (decoder, flip test...).
-
-    Returns:
-        ``(model, cfg, codec, spec)``; the model is on the CPU in eval mode with strictly loaded weights.
-    """
-    from pose.checkpoint import build_from_checkpoint, load_weights, read_checkpoint
-    from pose.codec import build_codec
-    from pose.config import config_from_yaml_text, config_to_yaml
-    from pose.errors import ConfigError
-    from pose.keypoints import get_keypoint_spec
-    from pose.models import build_model
-    from pose.zoo import ZOO, resolve_weights
-
-    is_zoo_name = str(weights) in ZOO
-    path = resolve_weights(weights, offline=offline)
-    obj = read_checkpoint(path)
-    if isinstance(obj, dict) and obj.get("format") == "pose-checkpoint":
-        model, ckpt_cfg, codec, spec = build_from_checkpoint(path, overrides=list(overrides), checkpoint=obj)
-        if cfg is None:
-            return model, ckpt_cfg, codec, spec
-        # A config given beside a self-describing checkpoint supplies the dataset and test settings;
-        # the values the weights were trained with must agree.
-        for key in ("NUM_JOINTS", "IMAGE_SIZE", "HEATMAP_SIZE"):
-            mine, theirs = cfg.MODEL[key], ckpt_cfg.MODEL[key]
-            if (list(mine) if isinstance(mine, (list, tuple)) else mine) != \
-                    (list(theirs) if isinstance(theirs, (list, tuple)) else theirs):
-                raise ConfigError(f"MODEL.{key}: the config says {mine} but checkpoint '{path}' was trained "
-                                  f"with {theirs}; use a matching config or another checkpoint")
-        if overrides:
-            cfg = config_from_yaml_text(config_to_yaml(cfg), "config", list(overrides))
-        return model, cfg, _codec_with_decoding_of(codec, build_codec(cfg)), spec
-    if cfg is None:
-        if not is_zoo_name:
-            raise ConfigError(f"weights '{path}' are plain/official/mmpose weights without a config; "
-                              "pass --cfg FILE (e.g. configs/coco_hrnet_w32_256x192.yaml)")
-        cfg = config_for_zoo_model(str(weights))
-    if overrides:
-        cfg = config_from_yaml_text(config_to_yaml(cfg), "config", list(overrides))
-    model = build_model(cfg.MODEL)
-    load_weights(model, obj, strict=True, name=path)
-    return model.eval(), cfg, build_codec(cfg), get_keypoint_spec(cfg.DATASET.DATASET)
-
-
-def _codec_with_decoding_of(trained: HeatmapCodec, chosen: HeatmapCodec) -> HeatmapCodec:
-    """The trained codec's geometry (sizes, sigma, encoding) with another codec's decoding choices."""
-    params = trained.to_dict()
-    for key, value in chosen.to_dict().items():
-        if key not in ("input_size", "heatmap_size", "sigma", "encoding"):
-            params[key] = value
-    return HeatmapCodec.from_dict(params)
-
-
-def load_predictor(weights, cfg=None, *, overrides=(), device="cpu", batch_size=None, flip_test=None,
-                   offline: bool = False, backend=None):
-    """A ready :class:`TopDownPredictor` and its config (see :func:`load_model` for the arguments).
-
-    ``flip_test``, ``batch_size`` and ``backend`` default to ``TEST.FLIP_TEST``,
-    ``TEST.BATCH_SIZE_PER_GPU`` and ``TEST.BACKEND`` (``torch`` = the plain module, bit-for-bit the
-    official numerics; ``torch-fast`` = BatchNorm folded + channels_last; ``onnxruntime`` = exported
-    once, cached next to the weights; ``auto`` = the fastest available; see :mod:`pose.backends`).
-    """
-    from pose.backends import build_backend
-    from pose.zoo import resolve_weights
-
-    model, cfg, codec, spec = load_model(weights, cfg, overrides=overrides, offline=offline)
-    backend = backend or str(cfg.TEST.BACKEND)
-    network = model if backend == "torch" else build_backend(
-        model, backend, device=device, input_size=codec.input_size,
-        weights_path=resolve_weights(weights, offline=True))
-    predictor = TopDownPredictor(
-        network, codec, spec, device=device,
-        flip_test=bool(cfg.TEST.FLIP_TEST if flip_test is None else flip_test),
-        batch_size=int(batch_size or cfg.TEST.BATCH_SIZE_PER_GPU))
-    return predictor, cfg

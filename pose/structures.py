@@ -48,8 +48,3 @@ class PoseResult:
     image_id: Optional[int] = None
     bbox_xywh: Optional[tuple] = None
     track_id: Optional[int] = None
-
-    @property
-    def area(self) -> float:
-        """Official ``area = prod(scale * 200)``, used by OKS-NMS."""
-        return float(np.prod(np.asarray(self.scale, dtype=np.float64) * 200.0))

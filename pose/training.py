@@ -49,82 +49,45 @@ Watching it: a tqdm bar per epoch (loss, samples/s, ETA) on rank 0, ``metrics.js
 record per logged step, epoch, validation, checkpoint and resume; flushed at once), TensorBoard
 scalars under ``OUTPUT/LOG_DIR`` (official YAMLs: ``log``; ``''`` = off) when ``tensorboard`` is
 installed, and
-``pose-plot`` to draw the curves.
+``pose-plot`` to draw the curves (:mod:`pose.run_log`).
+
+Why one long module: the loop and its named steps are meant to be read top to bottom in one place
+(house style P9); the run log lives in :mod:`pose.run_log`, data and evaluation in their own packages.
 """
 import contextlib
-import json
 import logging
 import math
 import os
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from pose.backends import TorchBackend, crops_to_tensor
+from pose.checkpoint import collect_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from pose.codec import build_codec
+from pose.config import config_to_yaml, decoder_name, resolve_data_path
+from pose.data import build_dataset
 from pose.distributed import Dist, setup_distributed
 from pose.errors import CheckpointError, PoseError
+from pose.evaluation.runner import decoder_codecs, evaluate_dataset, make_evaluator_factory
+from pose.fileio import atomic_write, ensure_output_dir
+from pose.keypoints import get_keypoint_spec
+from pose.losses import heatmap_accuracy, joints_mse_loss, joints_ohkm_mse_loss
+from pose.models import build_model
+from pose.predictor import TopDownPredictor
+from pose.run_log import RunLog
+from pose.weights import load_imagenet_pretrained, load_weights, unwrap_model
 
 logger = logging.getLogger(__name__)
 
 LAST, BEST, FINAL = "checkpoint_last.pth", "model_best.pth", "final.pth"
-METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.yaml"
-
-
-# ------------------------------------------------------------------------------------------------
-# The run log
-# ------------------------------------------------------------------------------------------------
-class RunLog:
-    """``metrics.jsonl`` (one flushed JSON record per line) plus TensorBoard scalars, rank 0 only.
-
-    Every record has ``type`` (``train``, ``epoch``, ``val``, ``checkpoint``, ``resume``), ``time``
-    (Unix seconds) and, for curves, ``epoch`` and ``global_step``.
-    """
-
-    def __init__(self, output_dir: Path, tensorboard_dir: Optional[Path], enabled: bool = True):
-        self.enabled = enabled
-        self.file = open(output_dir / METRICS_FILE, "a", encoding="utf-8") if enabled else None
-        self.writer = None
-        if enabled and tensorboard_dir is not None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                logger.info("TensorBoard logging off: the 'tensorboard' package is not installed "
-                            "(pip install tensorboard); metrics.jsonl is still written")
-            else:
-                self.writer = SummaryWriter(log_dir=str(tensorboard_dir))
-                logger.info("TensorBoard scalars in %s", tensorboard_dir)
-
-    def write(self, kind: str, **fields) -> None:
-        if not self.enabled:
-            return
-        record = {"type": kind, "time": round(time.time(), 3), **_finite(fields)}
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
-        if self.writer is not None and "global_step" in fields:
-            for name, value in fields.items():
-                if name not in ("epoch", "step", "global_step") and isinstance(value, (int, float)) \
-                        and not isinstance(value, bool):
-                    self.writer.add_scalar(f"{kind}/{name}", value, fields["global_step"])
-            self.writer.flush()
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-        if self.writer is not None:
-            self.writer.close()
-
-
-def _finite(value):
-    """``value`` with NaN/inf floats replaced by None, so every line is strict JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    return value
 
 
 # ------------------------------------------------------------------------------------------------
@@ -187,10 +150,6 @@ def _torch_settings(cfg):
 
 def build_training_model(cfg, dist: Dist) -> torch.nn.Module:
     """The bare pose net: official init (``MODEL.INIT_WEIGHTS``), then ImageNet ``MODEL.PRETRAINED``."""
-    from pose.checkpoint import load_imagenet_pretrained
-    from pose.config import resolve_data_path
-    from pose.models import build_model
-
     torch.manual_seed(int(cfg.TRAIN.SEED))  # the same init on every rank (DDP broadcasts rank 0's anyway)
     model = build_model(cfg.MODEL)
     if cfg.MODEL.INIT_WEIGHTS:
@@ -234,10 +193,6 @@ def train_one_epoch(model, loader, optimizer, scaler, scheduler, *, cfg, dist: D
         ``{"loss", "acc", "lr", "samples_per_s", "seconds", "iters"}``; ``loss`` is the mean over the
         iterations run here and over all ranks.
     """
-    from tqdm import tqdm
-
-    from pose.losses import heatmap_accuracy, joints_mse_loss, joints_ohkm_mse_loss
-
     t = cfg.TRAIN
     amp_dtype = _amp_dtype(cfg)
     model.train()
@@ -255,7 +210,7 @@ def train_one_epoch(model, loader, optimizer, scaler, scheduler, *, cfg, dist: D
             for group, base_lr in zip(optimizer.param_groups, scheduler.get_last_lr()):
                 group["lr"] = base_lr * lr_scale
 
-            images = batch["image"].to(dist.device, non_blocking=True).permute(0, 3, 1, 2).float()
+            images = crops_to_tensor(batch["image"].to(dist.device, non_blocking=True))
             if t.CHANNELS_LAST:
                 images = images.contiguous(memory_format=torch.channels_last)
             target = batch["target"].to(dist.device, non_blocking=True)
@@ -286,7 +241,7 @@ def train_one_epoch(model, loader, optimizer, scaler, scheduler, *, cfg, dist: D
                               loss=loss_value, acc=acc, lr=optimizer.param_groups[0]["lr"], samples_per_s=speed)
             if not math.isfinite(loss_value):
                 raise PoseError(f"training loss is {loss_value} at epoch {epoch}, iteration {step}; "
-                                         "lower TRAIN.LR or check the data")
+                                "lower TRAIN.LR or check the data")
             if after_step is not None:
                 after_step(step)
     if dist.world_size > 1:
@@ -300,7 +255,7 @@ def train_one_epoch(model, loader, optimizer, scaler, scheduler, *, cfg, dist: D
 
 def validate(model, dataset, cfg, *, codec, spec, dist: Dist, output_dir: Optional[Path] = None,
              progress: bool = True) -> Dict[str, float]:
-    """Score ``model`` on the validation set through :mod:`pose.validation` (every rank must call it).
+    """Score ``model`` on the validation set through :mod:`pose.evaluation.runner` (every rank must call it).
 
     Each rank predicts its shard; predictions are gathered by sample index, so the metrics equal a
     single-process evaluation of the same weights. The model is left in train mode.
@@ -308,11 +263,7 @@ def validate(model, dataset, cfg, *, codec, spec, dist: Dist, output_dir: Option
     Returns:
         the evaluator's metrics for the config's decoder (COCO ``AP``, ``AP .5``... or MPII ``Mean``...).
     """
-    from pose.config import decoder_name
-    from pose.predictor import TopDownPredictor, TorchBackend
-    from pose.validation import decoder_codecs, evaluate_dataset, make_evaluator_factory
-
-    bare = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+    bare = unwrap_model(model)
     if dist.world_size > 1:
         # Each rank's last forward updated its own BatchNorm running statistics; validate every shard
         # with rank 0's, the ones its checkpoint holds.
@@ -341,7 +292,7 @@ def train(cfg, output_dir, *, device: Optional[str] = None, progress: bool = Tru
 
     Files written (rank 0): ``config.yaml``, ``metrics.jsonl``, ``checkpoint_last.pth``,
     ``model_best.pth`` (best validation metric so far), ``final.pth``, validation results JSON and
-    TensorBoard events. All checkpoints are project checkpoints (``pose.predictor.load_predictor``).
+    TensorBoard events. All checkpoints are project checkpoints (``pose.loading.load_predictor``).
 
     Args:
         cfg: the full config (``load_config``).
@@ -367,80 +318,113 @@ def train(cfg, output_dir, *, device: Optional[str] = None, progress: bool = Tru
             torch.distributed.destroy_process_group()
 
 
-def _train(cfg, output_dir: Path, dist: Dist, progress: bool) -> dict:
-    from pose.checkpoint import collect_rng_state, load_checkpoint, load_weights, restore_rng_state
-    from pose.codec import build_codec
-    from pose.config import config_to_yaml
-    from pose.data import build_dataset
-    from pose.fileio import atomic_write, ensure_output_dir
-    from pose.keypoints import get_keypoint_spec
+@dataclass
+class _Data:
+    train_set: object
+    val_set: object
+    sampler: object
+    num_iters: int
 
-    t = cfg.TRAIN
-    seed = int(t.SEED)
+
+@dataclass
+class _Progress:
+    """Where the run stands: the next epoch/iteration to run and the best validation so far."""
+
+    epoch: int
+    step: int = 0
+    best_metric: Optional[float] = None
+    best_epoch: Optional[int] = None
+
+
+def prepare_output_dir(cfg, output_dir: Path, dist: Dist) -> None:
+    """Create the run folder, remove temp files of an interrupted save, write ``config.yaml`` (rank 0)."""
     if dist.is_main:
         ensure_output_dir(output_dir)
         _clean_stale_temp_files(output_dir)
         with atomic_write(output_dir / CONFIG_FILE) as f:
             f.write(config_to_yaml(cfg))
     dist.barrier()
-    random.seed(seed + dist.rank)
-    np.random.seed(seed + dist.rank)
-    if len(cfg.GPUS) > 1 and len(cfg.GPUS) != dist.world_size and dist.is_main:
-        logger.warning("GPUS lists %d devices but this run has %d process(es): the global batch is %d, not "
-                       "%d; launch with torchrun --nproc_per_node %d for the official batch", len(cfg.GPUS),
-                       dist.world_size, t.BATCH_SIZE_PER_GPU * dist.world_size,
-                       t.BATCH_SIZE_PER_GPU * len(cfg.GPUS), len(cfg.GPUS))
 
-    # -- data ----------------------------------------------------------------------------------
-    codec = build_codec(cfg)
-    spec = get_keypoint_spec(cfg.DATASET.DATASET)
+
+def build_training_data(cfg, codec, dist: Dist) -> _Data:
+    """The training and validation datasets, this rank's sampler and the iterations per epoch."""
+    t = cfg.TRAIN
     train_set = build_dataset(cfg, "train", codec)
     val_set = build_dataset(cfg, "test", codec) if t.VAL_INTERVAL > 0 else None
     sampler = torch.utils.data.DistributedSampler(train_set, num_replicas=dist.world_size, rank=dist.rank,
-                                                  shuffle=bool(t.SHUFFLE), seed=seed, drop_last=False)
+                                                  shuffle=bool(t.SHUFFLE), seed=int(t.SEED), drop_last=False)
     batches_per_epoch = math.ceil(len(sampler) / t.BATCH_SIZE_PER_GPU)
     num_iters = min(batches_per_epoch, t.MAX_ITERS_PER_EPOCH) if t.MAX_ITERS_PER_EPOCH else batches_per_epoch
     if dist.is_main:
         logger.info("training on %d samples, %d process(es) x batch %d, %d iterations per epoch, "
                     "epochs %d..%d", len(train_set), dist.world_size, t.BATCH_SIZE_PER_GPU, num_iters,
                     t.BEGIN_EPOCH, t.END_EPOCH - 1)
+    return _Data(train_set, val_set, sampler, num_iters)
 
-    # -- model, optimiser, schedule --------------------------------------------------------------
-    model = build_training_model(cfg, dist)
-    if dist.world_size > 1 and t.SYNC_BN:
+
+def place_model(cfg, model: torch.nn.Module, dist: Dist) -> torch.nn.Module:
+    """SyncBN (distributed CUDA runs with ``TRAIN.SYNC_BN``), device and memory format."""
+    if dist.world_size > 1 and cfg.TRAIN.SYNC_BN:
         if dist.device.type == "cuda":
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         elif dist.is_main:
             logger.warning("TRAIN.SYNC_BN ignored: SyncBatchNorm needs CUDA; each CPU process keeps its own "
                            "BatchNorm statistics")
     model = model.to(dist.device)
-    if t.CHANNELS_LAST:
+    if cfg.TRAIN.CHANNELS_LAST:
         model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def resume_if_possible(cfg, last_path: Path, model, optimizer, scheduler, scaler, dist: Dist) -> _Progress:
+    """Restore weights, optimiser, scheduler, scaler and RNG states from ``last_path`` (``AUTO_RESUME``)."""
+    progress = _Progress(epoch=int(cfg.TRAIN.BEGIN_EPOCH))
+    if not (cfg.AUTO_RESUME and last_path.exists()):
+        return progress
+    ckpt = load_checkpoint(last_path)
+    load_weights(model, ckpt["state_dict"], strict=True)
+    for name, obj in (("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
+        if name in ckpt:
+            obj.load_state_dict(ckpt[name])
+    if "rng_state" in ckpt:
+        restore_rng_state(ckpt["rng_state"])
+    progress = _Progress(epoch=int(ckpt["epoch"]), step=int(ckpt["step"]), best_metric=ckpt.get("best_metric"),
+                         best_epoch=(ckpt.get("extra") or {}).get("best_epoch"))
+    if dist.is_main:
+        if ckpt["config_yaml"] != config_to_yaml(cfg):
+            logger.warning("resuming from %s, which was written with a different config", last_path)
+        logger.info("resumed from %s at epoch %d, iteration %d", last_path, progress.epoch, progress.step)
+    return progress
+
+
+def _warn_about_gpus(cfg, dist: Dist) -> None:
+    t = cfg.TRAIN
+    if len(cfg.GPUS) > 1 and len(cfg.GPUS) != dist.world_size and dist.is_main:
+        logger.warning("GPUS lists %d devices but this run has %d process(es): the global batch is %d, not "
+                       "%d; launch with torchrun --nproc_per_node %d for the official batch", len(cfg.GPUS),
+                       dist.world_size, t.BATCH_SIZE_PER_GPU * dist.world_size,
+                       t.BATCH_SIZE_PER_GPU * len(cfg.GPUS), len(cfg.GPUS))
+
+
+def _train(cfg, output_dir: Path, dist: Dist, show_progress: bool) -> dict:
+    t = cfg.TRAIN
+    seed = int(t.SEED)
+    prepare_output_dir(cfg, output_dir, dist)
+    random.seed(seed + dist.rank)
+    np.random.seed(seed + dist.rank)
+    _warn_about_gpus(cfg, dist)
+
+    codec = build_codec(cfg)
+    spec = get_keypoint_spec(cfg.DATASET.DATASET)
+    data = build_training_data(cfg, codec, dist)
+    model = place_model(cfg, build_training_model(cfg, dist), dist)
     optimizer = build_optimizer(cfg, model.parameters())
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(t.LR_STEP), t.LR_FACTOR)
-    use_scaler = bool(t.AMP) and t.AMP_DTYPE == "fp16"
-    scaler = torch.amp.GradScaler(dist.device.type, enabled=use_scaler)
+    scaler = torch.amp.GradScaler(dist.device.type, enabled=bool(t.AMP) and t.AMP_DTYPE == "fp16")
     metric_name = primary_metric(cfg.DATASET.DATASET)
 
-    # -- resume ------------------------------------------------------------------------------------
-    begin_epoch, start_step = int(t.BEGIN_EPOCH), 0
-    best_metric, best_epoch = None, None
     last_path = output_dir / LAST
-    if cfg.AUTO_RESUME and last_path.exists():
-        ckpt = load_checkpoint(last_path)
-        load_weights(model, ckpt["state_dict"], strict=True)
-        for name, obj in (("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
-            if name in ckpt:
-                obj.load_state_dict(ckpt[name])
-        if "rng_state" in ckpt:
-            restore_rng_state(ckpt["rng_state"])
-        begin_epoch, start_step = int(ckpt["epoch"]), int(ckpt["step"])
-        best_metric = ckpt.get("best_metric")
-        best_epoch = (ckpt.get("extra") or {}).get("best_epoch")
-        if ckpt["config_yaml"] != config_to_yaml(cfg) and dist.is_main:
-            logger.warning("resuming from %s, which was written with a different config", last_path)
-        if dist.is_main:
-            logger.info("resumed from %s at epoch %d, iteration %d", last_path, begin_epoch, start_step)
+    state = resume_if_possible(cfg, last_path, model, optimizer, scheduler, scaler, dist)
     dist.barrier()
     if dist.world_size > 1:
         ddp_ids = [dist.device.index] if dist.device.type == "cuda" else None
@@ -448,15 +432,15 @@ def _train(cfg, output_dir: Path, dist: Dist, progress: bool) -> dict:
 
     run_log = RunLog(output_dir, _tensorboard_dir(cfg, output_dir) if dist.is_main else None,
                      enabled=dist.is_main)
-    if begin_epoch != t.BEGIN_EPOCH or start_step:
-        run_log.write("resume", epoch=begin_epoch, step=start_step, path=str(last_path))
+    if state.epoch != t.BEGIN_EPOCH or state.step:
+        run_log.write("resume", epoch=state.epoch, step=state.step, path=str(last_path))
 
     def save(path: Path, epoch: int, step: int) -> None:
-        from pose.checkpoint import save_checkpoint
+        """Checkpoint everything needed to resume at (``epoch``, ``step``) (rank 0 calls it)."""
         save_checkpoint(path, model=model, cfg=cfg, codec=codec, spec=spec, optimizer=optimizer,
                         scheduler=scheduler, scaler=scaler, epoch=epoch, step=step,
-                        rng_state=collect_rng_state(), best_metric=best_metric,
-                        extra={"best_epoch": best_epoch, "metric": metric_name,
+                        rng_state=collect_rng_state(), best_metric=state.best_metric,
+                        extra={"best_epoch": state.best_epoch, "metric": metric_name,
                                "world_size": dist.world_size})
         run_log.write("checkpoint", epoch=epoch, step=step, path=str(path))
 
@@ -464,61 +448,65 @@ def _train(cfg, output_dir: Path, dist: Dist, progress: bool) -> dict:
     last_train, last_val = None, None
     epochs_run = 0
     run_start = time.perf_counter()
+    final_path = output_dir / FINAL
     try:
-        for epoch in range(begin_epoch, t.END_EPOCH):
-            train_set.set_epoch(epoch)
-            indices = epoch_indices(sampler, epoch, start_step, t.BATCH_SIZE_PER_GPU)
+        for epoch in range(state.epoch, t.END_EPOCH):
+            # -- train one epoch (mid-epoch checkpoints every CHECKPOINT_INTERVAL_ITERS) --------------
+            data.train_set.set_epoch(epoch)
+            indices = epoch_indices(data.sampler, epoch, state.step, t.BATCH_SIZE_PER_GPU)
             loader = torch.utils.data.DataLoader(
-                train_set, batch_size=t.BATCH_SIZE_PER_GPU, sampler=indices, num_workers=int(cfg.WORKERS),
+                data.train_set, batch_size=t.BATCH_SIZE_PER_GPU, sampler=indices, num_workers=int(cfg.WORKERS),
                 pin_memory=bool(cfg.PIN_MEMORY) and dist.device.type == "cuda", drop_last=False)
 
             def after_step(step: int, epoch=epoch) -> None:
-                if dist.is_main and interval and step % interval == 0 and step < num_iters:
+                if dist.is_main and interval and step % interval == 0 and step < data.num_iters:
                     save(last_path, epoch, step)
 
             last_train = train_one_epoch(model, loader, optimizer, scaler, scheduler, cfg=cfg, dist=dist,
-                                         epoch=epoch, start_step=start_step, num_iters=num_iters,
-                                         run_log=run_log, after_step=after_step, progress=progress)
-            start_step = 0
+                                         epoch=epoch, start_step=state.step, num_iters=data.num_iters,
+                                         run_log=run_log, after_step=after_step, progress=show_progress)
+            state.step = 0
             epochs_run += 1
+            # -- schedule -------------------------------------------------------------------------------
             for group, lr in zip(optimizer.param_groups, scheduler.get_last_lr()):
                 group["lr"] = lr  # drop the warm-up scaling before the scheduler reads the lr
             scheduler.step()
-            global_step = (epoch + 1) * num_iters
+            global_step = (epoch + 1) * data.num_iters
             run_log.write("epoch", epoch=epoch, global_step=global_step, **last_train)
             if dist.is_main:
                 eta = (time.perf_counter() - run_start) / epochs_run * (t.END_EPOCH - epoch - 1)
                 logger.info("epoch %d: loss %.6f, %.1f samples/s, lr %.3g, ETA %s", epoch, last_train["loss"],
                             last_train["samples_per_s"], last_train["lr"], _format_seconds(eta))
 
+            # -- validate, keep the best ----------------------------------------------------------------
             if t.VAL_INTERVAL and ((epoch + 1) % t.VAL_INTERVAL == 0 or epoch + 1 == t.END_EPOCH):
-                last_val = validate(model, val_set, cfg, codec=codec, spec=spec, dist=dist,
-                                    output_dir=output_dir, progress=progress)
+                last_val = validate(model, data.val_set, cfg, codec=codec, spec=spec, dist=dist,
+                                    output_dir=output_dir, progress=show_progress)
                 value = float(last_val[metric_name])
-                is_best = best_metric is None or value > best_metric
+                is_best = state.best_metric is None or value > state.best_metric
                 if is_best:
-                    best_metric, best_epoch = value, epoch
+                    state.best_metric, state.best_epoch = value, epoch
                 run_log.write("val", epoch=epoch, global_step=global_step, metric=metric_name, value=value,
-                              best=best_metric, is_best=is_best, metrics=last_val)
+                              best=state.best_metric, is_best=is_best, metrics=last_val)
                 if dist.is_main:
                     logger.info("epoch %d: %s %.4f (best %.4f at epoch %d)", epoch, metric_name, value,
-                                best_metric, best_epoch)
+                                state.best_metric, state.best_epoch)
                     if is_best:
                         save(output_dir / BEST, epoch + 1, 0)
+            # -- checkpoint -------------------------------------------------------------------------------
             if dist.is_main:
                 save(last_path, epoch + 1, 0)
             dist.barrier()
 
-        final_path = output_dir / FINAL
         if dist.is_main:
             save(final_path, int(t.END_EPOCH), 0)
         dist.barrier()
     finally:
         run_log.close()
-    return {"model": model.module if dist.world_size > 1 else model,
+    return {"model": unwrap_model(model),
             "output_dir": str(output_dir), "final_checkpoint": str(final_path),
-            "best_checkpoint": str(output_dir / BEST) if best_metric is not None else None,
-            "best_metric": best_metric, "best_epoch": best_epoch, "metric": metric_name,
+            "best_checkpoint": str(output_dir / BEST) if state.best_metric is not None else None,
+            "best_metric": state.best_metric, "best_epoch": state.best_epoch, "metric": metric_name,
             "epochs_run": epochs_run, "last_train": last_train, "last_val": last_val}
 
 
@@ -534,9 +522,3 @@ def _tensorboard_dir(cfg, output_dir: Path) -> Optional[Path]:
 def _format_seconds(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-def default_output_dir(cfg, cfg_path) -> Path:
-    """Official layout ``OUTPUT_DIR/<dataset>/<model name>/<config file stem>`` ('' OUTPUT_DIR = 'output')."""
-    root = Path(cfg.OUTPUT_DIR or "output")
-    return root / cfg.DATASET.DATASET / cfg.MODEL.NAME / Path(cfg_path).stem

@@ -52,6 +52,10 @@ class ZooModel:
         official_score: the official HRNet README's score for the same arch/input (its own weights),
             None where it publishes none.
         official_file: the official release's file name for the same model (Google Drive/OneDrive).
+        sigma: target Gaussian sigma it was trained with (heatmap pixels; official: 3 at 384x288, else 2).
+        flip_test, decoder, shift_heatmap: the inference settings its published score used
+            (``TEST.FLIP_TEST``, the decoder of ``TEST.POST_PROCESS``, ``TEST.SHIFT_HEATMAP``).
+        convention: its pixel convention and targets: ``official`` (``size/2`` crops, MSRA targets).
     """
 
     name: str
@@ -66,6 +70,11 @@ class ZooModel:
     score: float
     official_score: Optional[float]
     official_file: str
+    sigma: float = 2.0
+    flip_test: bool = True
+    decoder: str = "quarter"
+    shift_heatmap: bool = True
+    convention: str = "official"
 
     @property
     def filename(self) -> str:
@@ -80,7 +89,8 @@ def _coco(arch: str, w: int, h: int, stem: str, sha: str, ap: float, official_ap
     return ZooModel(name=f"{arch}_coco_{h}x{w}", arch=arch, dataset="coco", num_keypoints=17,
                     input_size=(w, h), config=f"configs/coco_{arch}_{h}x{w}.yaml",
                     url=f"{_MMPOSE}{stem}-{sha}_20200708.pth", sha256_prefix=sha, metric=_COCO_AP, score=ap,
-                    official_score=official_ap, official_file=f"pose_coco/pose_{arch}_{h}x{w}.pth")
+                    official_score=official_ap, official_file=f"pose_coco/pose_{arch}_{h}x{w}.pth",
+                    sigma=3.0 if h >= 384 else 2.0)
 
 
 def _mpii(arch: str, sha: str, pckh: float, official_pckh: Optional[float]) -> ZooModel:

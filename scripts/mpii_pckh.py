@@ -17,8 +17,8 @@ from pose.cli.common import add_common_args, run_cli
 
 def _body(args) -> int:
     from pose.errors import DataError
-    from pose.evaluation import format_table
-    from pose.mpii_eval import load_gt_valid, mpii_pckh_table
+    from pose.evaluation.mpii import load_gt_valid, mpii_pckh_table
+    from pose.evaluation.runner import format_table
 
     gt = load_gt_valid(args.mat)
     if "pos_pred_src" not in gt:

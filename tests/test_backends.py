@@ -3,22 +3,23 @@ import numpy as np
 import pytest
 import torch
 
-from pose import backends
+from pose import export
 from pose.backends import (
     OnnxRuntimeBackend,
     OptimizedTorchBackend,
+    TorchBackend,
     build_backend,
     count_batchnorms,
     fold_batchnorm,
-    prefetch,
 )
 from pose.codec import HeatmapCodec
 from pose.errors import ConfigError, DataError
 from pose.imageio import read_image_rgb
 from pose.keypoints import COCO_17
+from pose.loading import build_runtime
 from pose.models import build_model_from_arch
 from pose.models.hrnet import _pixel_stats
-from pose.predictor import TopDownPredictor, TorchBackend
+from pose.predictor import TopDownPredictor
 
 HEATMAP_ATOL = 1e-3   # reference README: model outputs compare with atol 1e-3
 KEYPOINT_ATOL = 0.01  # crop pixels
@@ -160,7 +161,7 @@ def test_optimized_torch_backend_variants_match_golden(w32_golden, variant):
 @pytest.mark.slow
 def test_onnxruntime_backend_matches_golden(w32_golden, tmp_path):
     model, raw, expected = w32_golden
-    backend = OnnxRuntimeBackend(model, input_size=(192, 256), cache_dir=tmp_path, threads=1)
+    backend = build_runtime(model, "onnxruntime", input_size=(192, 256), cache_dir=tmp_path, threads=1)
     _check_against(expected, backend(raw), _codec())
     _check_against(expected[:1], backend(raw[:1]), _codec())  # dynamic batch axis
 
@@ -169,7 +170,7 @@ def test_onnxruntime_backend_tiny_matches_eager(tiny_model, tmp_path):
     x = _random_crops(3)
     with torch.no_grad():
         expected = tiny_model(x).numpy()
-    backend = OnnxRuntimeBackend(tiny_model, input_size=(96, 128), cache_dir=tmp_path, threads=1)
+    backend = build_runtime(tiny_model, "onnxruntime", input_size=(96, 128), cache_dir=tmp_path, threads=1)
     _check_against(expected, backend(x), _codec((96, 128)))
     _check_against(expected[1:], backend(x[1:].numpy()), _codec((96, 128)))
 
@@ -213,18 +214,18 @@ def _count_exports(monkeypatch):
 def test_onnx_export_is_cached_and_keyed_by_weights(tiny_model, tmp_path, monkeypatch):
     import copy
     calls = _count_exports(monkeypatch)
-    first = OnnxRuntimeBackend(tiny_model, input_size=(96, 128), cache_dir=tmp_path)
+    first = build_runtime(tiny_model, "onnxruntime", input_size=(96, 128), cache_dir=tmp_path)
     assert len(calls) == 1 and first.onnx_path.parent == tmp_path
     mtime = first.onnx_path.stat().st_mtime_ns
-    second = build_backend(tiny_model, "onnxruntime", input_size=(96, 128), cache_dir=tmp_path)
+    second = build_runtime(tiny_model, "auto", input_size=(96, 128), cache_dir=tmp_path)
     assert len(calls) == 1, "the second build re-exported instead of reusing the cached file"
     assert second.onnx_path == first.onnx_path and first.onnx_path.stat().st_mtime_ns == mtime
     # another input size or other weights -> another file
-    OnnxRuntimeBackend(tiny_model, input_size=(64, 128), cache_dir=tmp_path)
+    build_runtime(tiny_model, "onnxruntime", input_size=(64, 128), cache_dir=tmp_path)
     changed = copy.deepcopy(tiny_model)
     with torch.no_grad():
         changed.final_layer.bias.add_(1.0)
-    third = OnnxRuntimeBackend(changed, input_size=(96, 128), cache_dir=tmp_path)
+    third = build_runtime(changed, "onnxruntime", input_size=(96, 128), cache_dir=tmp_path)
     assert len(calls) == 3 and third.onnx_path != first.onnx_path
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".onnx"] * 3  # no temp files left behind
 
@@ -232,19 +233,19 @@ def test_onnx_export_is_cached_and_keyed_by_weights(tiny_model, tmp_path, monkey
 def test_onnx_cache_next_to_weights(tiny_model, tmp_path):
     weights = tmp_path / "model_best.pth"
     weights.write_bytes(b"placeholder")
-    backend = build_backend(tiny_model, "onnxruntime", input_size=(96, 128), weights_path=weights)
+    backend = build_runtime(tiny_model, "onnxruntime", input_size=(96, 128), weights_path=weights)
     assert backend.onnx_path.parent == tmp_path and backend.onnx_path.name.startswith("model_best.96x128.opset17.")
 
 
 def test_onnx_cache_defaults_to_pose_cache(tiny_model, tmp_path, monkeypatch):
     monkeypatch.setenv("POSE_CACHE", str(tmp_path))
-    path = backends.cached_onnx_path(tiny_model, (96, 128))
+    path = export.cached_onnx_path(tiny_model, (96, 128))
     assert path.parent == tmp_path / "onnx" and path.suffix == ".onnx"
 
 
 def test_missing_onnxruntime_gives_install_hint(tiny_model, without_onnxruntime):
     with pytest.raises(ConfigError, match=r"pip install onnxruntime.*pip install pose\[export\]") as info:
-        build_backend(tiny_model, "onnxruntime", input_size=(96, 128))
+        build_runtime(tiny_model, "onnxruntime", input_size=(96, 128))
     assert "\n" not in str(info.value)
 
 
@@ -255,10 +256,12 @@ def test_onnxruntime_bad_inputs(tmp_path, tiny_model):
     bad.write_bytes(b"not a graph")
     with pytest.raises(DataError, match="cannot be loaded by onnxruntime"):
         OnnxRuntimeBackend(bad)
-    with pytest.raises(ConfigError, match="input_size"):
+    with pytest.raises(ConfigError, match="takes an .onnx file"):
         OnnxRuntimeBackend(tiny_model)
+    with pytest.raises(ConfigError, match="input size"):
+        build_runtime(tiny_model, "onnxruntime")
     with pytest.raises(ConfigError, match="threads"):
-        OnnxRuntimeBackend(tiny_model, input_size=(96, 128), cache_dir=tmp_path, threads=0)
+        build_runtime(tiny_model, "onnxruntime", input_size=(96, 128), cache_dir=tmp_path, threads=0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,47 +281,10 @@ def test_predictor_results_agree_across_backends(tiny_model, tmp_path, data_dir)
     codec = _codec((96, 128))
     results = {}
     for name in ("torch", "torch-fast", "onnxruntime"):
-        backend = build_backend(tiny_model, name, input_size=(96, 128), cache_dir=tmp_path, threads=1)
+        backend = build_runtime(tiny_model, name, input_size=(96, 128), cache_dir=tmp_path, threads=1)
         predictor = TopDownPredictor(backend, codec, COCO_17, flip_test=True, batch_size=2)
         centers, scales = predictor.make_windows(boxes)
         results[name] = predictor.predict_windows(image, centers, scales)
     for name in ("torch-fast", "onnxruntime"):
         np.testing.assert_allclose(results[name][..., :2], results["torch"][..., :2], atol=KEYPOINT_ATOL, rtol=0)
         np.testing.assert_allclose(results[name][..., 2], results["torch"][..., 2], atol=HEATMAP_ATOL, rtol=0)
-
-
-# ---------------------------------------------------------------------------------------------
-# prefetch
-# ---------------------------------------------------------------------------------------------
-def test_prefetch_keeps_order_and_reraises():
-    assert list(prefetch(range(50), size=3)) == list(range(50))
-
-    def broken():
-        yield 1
-        raise DataError("frame 2 unreadable")
-
-    it = prefetch(broken())
-    assert next(it) == 1
-    with pytest.raises(DataError, match="frame 2 unreadable"):
-        next(it)
-    with pytest.raises(ValueError):
-        list(prefetch([1], size=0))
-
-
-def test_prefetch_early_stop_does_not_hang():
-    produced = []
-
-    def endless():
-        i = 0
-        while True:
-            produced.append(i)
-            yield i
-            i += 1
-
-    for i in prefetch(endless(), size=2):
-        if i == 3:
-            break
-    n = len(produced)
-    import time
-    time.sleep(0.3)
-    assert len(produced) <= n + 1  # the producer stopped

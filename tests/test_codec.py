@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 
 from pose import geometry as g
-from pose.codec import (HeatmapCodec, argmax_heatmaps, build_codec, dark_modulate, flip_back, refine_dark,
-                        refine_quarter, unbiased_targets)
+from pose.codec import (
+    HeatmapCodec,
+    argmax_heatmaps,
+    build_codec,
+    dark_modulate,
+    flip_back,
+    refine_dark,
+    refine_quarter,
+    unbiased_targets,
+)
 from pose.errors import ConfigError
 from pose.keypoints import COCO_17, MPII_16
 
@@ -333,9 +341,10 @@ def test_build_codec_from_official_and_project_keys():
         build_codec(_cfg(TARGET_TYPE="offset"))
 
 
-def test_build_codec_from_project_config_if_available():
-    config = pytest.importorskip("pose.config", reason="pose.config not written yet")
-    cfg = config.get_default_config()
+def test_build_codec_from_project_config():
+    from pose.config import get_default_config
+
+    cfg = get_default_config()
     codec = build_codec(cfg)
     assert codec.input_size == tuple(cfg.MODEL.IMAGE_SIZE)
     assert codec.heatmap_size == tuple(cfg.MODEL.HEATMAP_SIZE)

@@ -7,15 +7,14 @@ import pytest
 import torch
 
 from pose import export
-from pose.backends import OnnxRuntimeBackend
+from pose.backends import OnnxRuntimeBackend, TorchBackend, TorchScriptBackend
 from pose.checkpoint import save_checkpoint
 from pose.cli.export import main
 from pose.codec import build_codec
 from pose.config import load_config
-from pose.export import ONNX_OPSET, TorchScriptBackend, read_onnx_metadata, verify_backend
+from pose.export import ONNX_OPSET, read_onnx_metadata, verify_backend
 from pose.keypoints import COCO_17
 from pose.models import build_model
-from pose.predictor import TorchBackend
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CFG = REPO / "configs" / "tiny_hrnet_128x96.yaml"

@@ -139,7 +139,7 @@ def test_fuzz_coco_annotation_loaders(tmp_path):
 
 def test_fuzz_detection_loaders(tmp_path):
     from pose.data.coco import load_coco_det_samples
-    from pose.detection import build_detector
+    from pose.video.detection import build_detector
 
     dets = json.loads((COCO / "test_coco_det_AP_H_56.json").read_text())[:12]
     original = json.dumps(dets)
@@ -167,8 +167,8 @@ def test_fuzz_config_loader(tmp_path):
 def test_fuzz_frame_records_reader(tmp_path):
     import numpy as np
 
-    from pose.outputs import FrameRecordWriter, read_frame_records
     from pose.structures import PoseResult
+    from pose.video.records import FrameRecordWriter, read_frame_records
 
     rng = np.random.default_rng(0)
     path = tmp_path / "good.jsonl"

@@ -193,3 +193,13 @@ def test_geometry_and_codec_import_neither_torch_nor_yacs():
     code = ("import sys, pose.geometry, pose.codec; "
             "bad = [m for m in ('torch', 'yacs') if m in sys.modules]; sys.exit(repr(bad) if bad else 0)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_box_problems_names_why_a_box_cannot_be_cropped():
+    boxes = [[0, 0, 10, 10], [10, 10, 0, 0], [10, 10, -5, -5], [1e6, 1e6, 10, 10], [np.nan, 0, 1, 1],
+             [-20, -20, 10, 10], [-5, -5, 10, 10], [0, 0, np.inf, 4]]
+    codes = g.box_problems(boxes, image_size=(100, 100))
+    assert codes.tolist() == [0, 2, 2, 3, 1, 3, 0, 1]
+    assert g.box_problems(boxes).tolist() == [0, 2, 2, 0, 1, 0, 0, 1]  # no image: only the box itself decides
+    assert g.count_box_problems(codes) == "2 non-finite boxes, 2 zero-size boxes, 2 boxes outside the image"
+    assert g.count_box_problems(np.zeros(3, int)) == ""

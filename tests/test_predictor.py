@@ -12,12 +12,12 @@ import pytest
 from pose import geometry
 from pose.codec import HeatmapCodec
 from pose.data import load_coco_det_samples, load_coco_gt_samples
-from pose.data.coco import CocoKeypointDataset
+from pose.data.topdown import TopDownDataset
 from pose.evaluation import CocoKeypointEvaluator
+from pose.evaluation.runner import boxes_label, predict_dataset, to_pose_results
 from pose.keypoints import COCO_17
 from pose.predictor import TopDownPredictor
 from pose.structures import PersonBox
-from pose.validation import boxes_label, predict_dataset, to_pose_results
 from tests.conftest import DATA
 
 INPUT_SIZE = (192, 256)
@@ -99,7 +99,7 @@ def _ap(set_name, codec, *, flip_test=True, jitter_px=0.0, det_file=None, rng=No
     gt_samples = load_coco_gt_samples(gt_file, image_dir, input_size=INPUT_SIZE, skip_missing_images=True)
     samples = gt_samples if det_file is None else load_coco_det_samples(
         det_file, gt_file, image_dir, input_size=INPUT_SIZE, skip_missing_images=True)
-    dataset = CocoKeypointDataset(samples, input_size=INPUT_SIZE, spec=COCO_17, codec=codec)
+    dataset = TopDownDataset(samples, input_size=INPUT_SIZE, spec=COCO_17, codec=codec)
     net = _oracle(dataset, codec, jitter_px=jitter_px, gt_samples=None if det_file is None else gt_samples,
                   rng=rng)
     predictor = TopDownPredictor(net, codec, COCO_17, flip_test=flip_test, batch_size=8)
@@ -168,7 +168,7 @@ def test_predictor_call_on_boxes_matches_windows():
     det_file = DATA / "coco" / "test_coco_det_AP_H_56.json"
     dets = [d for d in json.loads(det_file.read_text()) if d["image_id"] == 785][:3]
     samples = load_coco_det_samples(dets, SETS["coco"][0], SETS["coco"][1], input_size=INPUT_SIZE)
-    dataset = CocoKeypointDataset(samples, input_size=INPUT_SIZE, spec=COCO_17, codec=codec)
+    dataset = TopDownDataset(samples, input_size=INPUT_SIZE, spec=COCO_17, codec=codec)
     gt = load_coco_gt_samples(*SETS["coco"], input_size=INPUT_SIZE)
     net = _oracle(dataset, codec, gt_samples=gt)
     predictor = TopDownPredictor(net, codec, COCO_17, flip_test=True)

@@ -107,7 +107,7 @@ def test_thousands_of_boxes_are_batched_with_bounded_memory():
 
 
 def test_max_persons_caps_a_detector_with_thousands_of_boxes(tmp_path):
-    from pose.detection import build_detector
+    from pose.video.detection import build_detector
 
     rng = np.random.default_rng(1)
     dets = [{"image_id": 7, "category_id": 1, "bbox": [float(v) for v in rng.uniform(1, 300, 4)],
@@ -124,7 +124,7 @@ def test_max_persons_caps_a_detector_with_thousands_of_boxes(tmp_path):
 
 
 def test_8k_frame_through_yolox_and_the_predictor(tiny_predictor):
-    from pose.detection import build_detector
+    from pose.video.detection import build_detector
 
     src = cv2.imread(str(__import__("pathlib").Path(__file__).parent / "data" / "coco" / "000000000785.jpg"))
     frame = cv2.cvtColor(cv2.resize(src, (7680, 4320), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
@@ -145,7 +145,7 @@ def test_8k_frame_through_yolox_and_the_predictor(tiny_predictor):
 
 
 def test_folder_of_10000_tiny_images_streams_lazily(tmp_path):
-    from pose.sources import open_source
+    from pose.video.sources import open_source
 
     folder = tmp_path / "many"
     folder.mkdir()

@@ -18,7 +18,9 @@ import torch
 from pose.checkpoint import load_checkpoint, save_checkpoint
 from pose.config import config_from_yaml_text, load_config
 from pose.data import build_dataset
-from pose.predictor import TopDownPredictor, load_predictor
+from pose.loading import load_predictor
+from pose.predictor import TopDownPredictor
+from pose.run_log import read_run_log, run_log_curves
 from pose.training import epoch_indices, primary_metric, train, warmup_factor
 
 REPO = Path(__file__).resolve().parents[1]
@@ -137,8 +139,7 @@ def test_plot_writes_png(tmp_path):
     assert main([str(tmp_path), "--quiet"]) == 0
     png = (tmp_path / "curves.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 5000
-    from pose.cli.plot import curves, read_metrics
-    c = curves(read_metrics(tmp_path))
+    c = run_log_curves(read_run_log(tmp_path))
     assert c["train_loss"][0] == [1, 2, 3, 4, 5] and c["train_loss"][1][-1] == 0.002  # latest record wins
     assert main([str(tmp_path / "missing"), "--quiet"]) == 1
 
@@ -198,7 +199,7 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_ddp_two_processes_matches_single_process_validation(tmp_path):
-    from pose.validation import run_evaluation
+    from pose.evaluation.runner import run_evaluation
 
     # 55 detected boxes (score >= 0.1): not divisible by the world size 2.
     opts = DATA + ["TEST.USE_GT_BBOX", "False", "TEST.IMAGE_THRE", "0.1", "TRAIN.END_EPOCH", "1",

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from pose import zoo
-from pose.checkpoint import load_weights
 from pose.config import load_config
 from pose.errors import CheckpointError, ConfigError, DownloadError
 from pose.keypoints import get_keypoint_spec
 from pose.models import build_model_from_arch
+from pose.weights import load_weights
 
 REPO = Path(__file__).resolve().parents[1]
 

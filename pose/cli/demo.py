@@ -15,11 +15,12 @@ import sys
 
 from pose.cli.common import EXIT_INTERRUPTED, add_common_args, run_cli
 
-DEFAULT_MODEL = "hrnet_w32_coco_256x192"
-
 
 def build_parser() -> argparse.ArgumentParser:
-    from pose.tracking import TRACK_METRICS
+    from pose.backends import BACKENDS
+    from pose.codec import DECODERS
+    from pose.loading import DEFAULT_MODEL
+    from pose.video.tracking import TRACK_METRICS
 
     p = argparse.ArgumentParser(prog="pose-demo", description=__doc__.split("\n")[0],
                                 epilog=__doc__.split("\n", 2)[2],
@@ -34,11 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--cfg", help="experiment YAML for official/mmpose weights (or --random-weights)")
     model.add_argument("--random-weights", action="store_true",
                        help="UNTRAINED model of --model's architecture: pipeline smoke runs and timing only")
-    model.add_argument("--decoder", choices=("quarter", "dark", "udp", "none"), default=None,
+    model.add_argument("--decoder", choices=DECODERS, default=None,
                        help="heatmap decoder (default: the model's)")
     model.add_argument("--no-flip", action="store_true", help="skip the flip test (about 2x faster)")
     model.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    model.add_argument("--backend", default="auto", choices=("torch", "torch-fast", "onnxruntime", "auto"),
+    model.add_argument("--backend", default="auto", choices=BACKENDS,
                        help="inference backend (default auto: ONNX Runtime on CPU when installed, else "
                             "BatchNorm-folded channels_last torch)")
     model.add_argument("--batch-size", type=int, default=None, help="person crops per forward pass")
@@ -71,49 +72,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_predictor(args):
-    """(predictor, description) from the model arguments; random weights when asked."""
+    """(predictor, description) from the model arguments; untrained weights when asked."""
+    from pose.config import load_config
     from pose.errors import ConfigError, DownloadError
-    from pose.predictor import TopDownPredictor, config_for_zoo_model, load_predictor
+    from pose.loading import DEFAULT_MODEL, load_predictor
 
-    overrides = ["TEST.DECODER", args.decoder] if args.decoder else []
-    flip = False if args.no_flip else None
-    if args.random_weights:
-        import torch
-
-        from pose.codec import build_codec
-        from pose.config import config_from_yaml_text, config_to_yaml, load_config
-        from pose.keypoints import get_keypoint_spec
-        from pose.models import build_model
-
-        if args.weights:
-            raise ConfigError("--random-weights and --weights exclude each other; pick one")
-        if args.cfg:
-            cfg = load_config(args.cfg, overrides)
-        else:
-            cfg = config_for_zoo_model(args.model or DEFAULT_MODEL)
-            if overrides:
-                cfg = config_from_yaml_text(config_to_yaml(cfg), "config", overrides)
-        from pose.backends import build_backend
-
-        torch.manual_seed(0)
-        network = build_backend(build_model(cfg.MODEL).eval(), args.backend, device=args.device,
-                                input_size=tuple(cfg.MODEL.IMAGE_SIZE))
-        predictor = TopDownPredictor(network, build_codec(cfg),
-                                     get_keypoint_spec(cfg.DATASET.DATASET), device=args.device,
-                                     flip_test=bool(cfg.TEST.FLIP_TEST if flip is None else flip),
-                                     batch_size=int(args.batch_size or cfg.TEST.BATCH_SIZE_PER_GPU))
-        return predictor, f"random:{args.cfg or args.model or DEFAULT_MODEL}"
+    if args.random_weights and args.weights:
+        raise ConfigError("--random-weights and --weights exclude each other; pick one")
     if args.weights and args.model:
         raise ConfigError("--model and --weights exclude each other; pick one")
+    overrides = ["TEST.DECODER", args.decoder] if args.decoder else []
+    cfg = load_config(args.cfg) if args.cfg else None
     weights = args.weights or args.model or DEFAULT_MODEL
-    cfg = None
-    if args.cfg:
-        from pose.config import load_config
-        cfg = load_config(args.cfg)
+    options = dict(overrides=overrides, device=args.device, batch_size=args.batch_size,
+                   flip_test=False if args.no_flip else None, offline=args.offline, backend=args.backend)
+    if args.random_weights:
+        predictor, _ = load_predictor(weights, cfg, pretrained=False, **options)
+        return predictor, f"random:{args.cfg or weights}"
     try:
-        predictor, _ = load_predictor(weights, cfg, overrides=overrides, device=args.device,
-                                      batch_size=args.batch_size, flip_test=flip, offline=args.offline,
-                                      backend=args.backend)
+        predictor, _ = load_predictor(weights, cfg, **options)
     except DownloadError as e:
         if args.offline_fallback and not args.weights:
             print(f"WARNING: {e}", file=sys.stderr)
@@ -126,11 +103,11 @@ def build_predictor(args):
 
 
 def _body(args) -> int:
-    from pose.demo import UNTRAINED_WARNING, format_summary, run_demo
-    from pose.detection import build_detector
     from pose.errors import ConfigError
     from pose.fileio import ensure_output_dir
-    from pose.sources import open_source
+    from pose.video.detection import build_detector
+    from pose.video.pipeline import UNTRAINED_WARNING, format_summary, run_demo
+    from pose.video.sources import open_source
 
     for name, value, low in (("--stride", args.stride, 1), ("--det-every", args.det_every, 1),
                              ("--max-persons", args.max_persons, 1), ("--batch-size", args.batch_size, 1)):

@@ -12,6 +12,8 @@ from pose.cli.common import add_common_args, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pose.backends import BACKENDS
+
     p = argparse.ArgumentParser(prog="pose-eval", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cfg", help="experiment YAML (official layout); optional for a pose checkpoint")
@@ -20,9 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
     boxes.add_argument("--gt-boxes", action="store_true", help="use ground-truth person boxes")
     boxes.add_argument("--det-file", help="COCO person detection results JSON (sets TEST.USE_GT_BBOX False)")
     p.add_argument("--decoders", default="", help="comma-separated refinements to score: none,quarter,dark,udp")
-    p.add_argument("--output-dir", default="output/eval", help="where results and metrics JSON go")
+    p.add_argument("--output-dir", default=None,
+                   help="where results and metrics JSON go (default: the official OUTPUT_DIR/<dataset>/<model>/"
+                        "<config name> with --cfg, else output/eval)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    p.add_argument("--backend", default=None, choices=("torch", "torch-fast", "onnxruntime", "auto"),
+    p.add_argument("--backend", default=None, choices=BACKENDS,
                    help="inference backend (default TEST.BACKEND = torch, the official numerics)")
     p.add_argument("--batch-size", type=int, default=None, help="crops per forward (default TEST.BATCH_SIZE_PER_GPU)")
     p.add_argument("--workers", type=int, default=0, help="data loader processes")
@@ -35,9 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _body(args) -> int:
-    from pose.config import load_config
-    from pose.evaluation import format_table
-    from pose.validation import run_evaluation
+    from pose.config import load_config, resolve_data_path, run_folder
+    from pose.errors import ConfigError
+    from pose.evaluation.runner import format_table, run_evaluation
 
     opts = list(args.opts)
     if args.gt_boxes:
@@ -45,12 +49,12 @@ def _body(args) -> int:
     if args.det_file:
         opts += ["TEST.USE_GT_BBOX", "False", "TEST.COCO_BBOX_FILE", args.det_file]
     cfg = load_config(args.cfg, opts) if args.cfg else None
-    weights = args.weights or (cfg.TEST.MODEL_FILE if cfg is not None else "")
+    weights = args.weights or (resolve_data_path(cfg, cfg.TEST.MODEL_FILE) if cfg is not None else "")
     if not weights:
-        from pose.errors import ConfigError
         raise ConfigError("no weights: pass --weights PATH|ZOO_NAME or set TEST.MODEL_FILE in the config")
+    output_dir = args.output_dir or (run_folder(cfg, args.cfg) if cfg is not None else "output/eval")
     decoders = [d.strip() for d in args.decoders.split(",") if d.strip()]
-    report = run_evaluation(cfg, weights, output_dir=args.output_dir, decoders=decoders,
+    report = run_evaluation(cfg, weights, output_dir=output_dir, decoders=decoders,
                             overrides=[] if cfg is not None else opts, device=args.device, workers=args.workers,
                             batch_size=args.batch_size, progress=not args.quiet,
                             skip_missing_images=args.skip_missing_images, offline=args.offline,
@@ -60,7 +64,8 @@ def _body(args) -> int:
           f"{report['num_samples']} person samples)")
     for name, metrics in report["metrics"].items():
         print(format_table(metrics, name=f"decoder={name}"))
-    print(f"wrote {args.output_dir}/metrics.json")
+    for path in report["files"]:
+        print(f"wrote {path}")
     return 0
 
 

@@ -38,11 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _body(args) -> int:
+    from pose.backends import import_onnxruntime
     from pose.config import load_config
     from pose.errors import ConfigError
     from pose.export import export_model, sample_crops
     from pose.imageio import read_image_rgb
-    from pose.predictor import TopDownPredictor, load_model
+    from pose.loading import load_model
+    from pose.predictor import TopDownPredictor
 
     if args.num_random < 1:
         raise ConfigError(f"--num-random: got {args.num_random}, expected an integer >= 1")
@@ -53,7 +55,6 @@ def _body(args) -> int:
     crops = None
     if not args.no_verify:
         if "onnx" in formats:
-            from pose.backends import import_onnxruntime
             import_onnxruntime()  # fail before exporting when the verifier is missing
         predictor = TopDownPredictor(model, codec, spec, flip_test=False)
         images = [read_image_rgb(path) for path in args.images]

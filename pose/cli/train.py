@@ -35,15 +35,15 @@ def build_parser(prog: str = "pose-train") -> argparse.ArgumentParser:
 
 
 def _body(args) -> int:
-    from pose.config import load_config
-    from pose.training import default_output_dir, train
+    from pose.config import load_config, run_folder
+    from pose.training import train
 
     opts = list(args.opts)
     for flag, key in ((args.dataDir, "DATA_DIR"), (args.modelDir, "OUTPUT_DIR"), (args.logDir, "LOG_DIR")):
         if flag:
             opts += [key, flag]
     cfg = load_config(args.cfg, opts)
-    output_dir = args.output_dir or default_output_dir(cfg, args.cfg)
+    output_dir = args.output_dir or run_folder(cfg, args.cfg)
     summary = train(cfg, output_dir, device=args.device, progress=not (args.no_progress or args.quiet))
     if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
         return 0

@@ -1,23 +1,25 @@
-"""Dataset readers (COCO, MPII), the top-down dataset and training augmentation.
+"""Datasets: folder layouts, readers (any COCO-format file, MPII), the top-down dataset, augmentation.
 
-:func:`build_dataset` is the only place in ``pose.data`` that reads a config; everything else takes
-plain values.
+- :mod:`pose.data.layout`: where a split's files are (explicit paths or the official layouts);
+- :mod:`pose.data.coco` / :mod:`pose.data.mpii`: annotation files -> :class:`PersonSample` lists;
+- :mod:`pose.data.topdown`: samples -> crops (+ targets), the dataset every reader feeds;
+- :mod:`pose.data.augment`: training augmentation (pure numpy, ``rng`` passed in).
+
+:func:`build_dataset` / :func:`build_samples` are the only places in ``pose.data`` that read a config;
+everything else takes plain values.
 """
 import logging
 
-from pose.data.augment import AugmentParams, half_body_window, random_scale_rotation, sample_augmentation
-from pose.data.coco import (CocoKeypointDataset, PersonSample, check_image_files, load_coco_det_samples,
-                            load_coco_gt_samples)
+from pose.data.coco import load_coco_det_samples, load_coco_gt_samples
+from pose.data.layout import resolve_dataset_paths
 from pose.data.mpii import load_mpii_samples
-from pose.config import resolve_dataset_paths
+from pose.data.topdown import PersonSample, TopDownDataset
 from pose.errors import ConfigError
 from pose.keypoints import get_keypoint_spec
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AugmentParams", "CocoKeypointDataset", "PersonSample", "build_dataset", "build_samples",
-           "check_image_files", "half_body_window", "load_coco_det_samples", "load_coco_gt_samples",
-           "load_mpii_samples", "random_scale_rotation", "sample_augmentation"]
+__all__ = ["PersonSample", "TopDownDataset", "build_dataset", "build_samples"]
 
 
 def build_samples(cfg, split: str, *, skip_missing_images: bool = False) -> list:
@@ -25,7 +27,7 @@ def build_samples(cfg, split: str, *, skip_missing_images: bool = False) -> list
 
     ``train`` always uses GT boxes; ``test`` uses GT boxes if ``TEST.USE_GT_BBOX`` else the
     detections of ``TEST.COCO_BBOX_FILE`` with ``score >= TEST.IMAGE_THRE`` (COCO only; MPII uses its
-    annotated windows). Paths come from :func:`pose.config.resolve_dataset_paths`.
+    annotated windows). Paths come from :func:`pose.data.layout.resolve_dataset_paths`.
     """
     spec = get_keypoint_spec(cfg.DATASET.DATASET)
     paths = resolve_dataset_paths(cfg, split)
@@ -44,8 +46,8 @@ def build_samples(cfg, split: str, *, skip_missing_images: bool = False) -> list
                                  skip_missing_images=skip_missing_images)
 
 
-def build_dataset(cfg, split: str, codec=None, *, skip_missing_images: bool = False) -> CocoKeypointDataset:
-    """A :class:`CocoKeypointDataset` for ``split`` ('train' = augmented crops + targets, 'test' = crops).
+def build_dataset(cfg, split: str, codec=None, *, skip_missing_images: bool = False) -> TopDownDataset:
+    """A :class:`TopDownDataset` for ``split`` ('train' = augmented crops + targets, 'test' = crops).
 
     Reads ``DATASET.*`` (family, paths, augmentation), ``MODEL.IMAGE_SIZE``, ``TEST.USE_GT_BBOX``,
     ``TEST.COCO_BBOX_FILE``, ``TEST.IMAGE_THRE``, ``LOSS.USE_DIFFERENT_JOINTS_WEIGHT`` and
@@ -63,7 +65,7 @@ def build_dataset(cfg, split: str, codec=None, *, skip_missing_images: bool = Fa
     if split == "train" and ds.SELECT_DATA:
         logger.warning("DATASET.SELECT_DATA is true but not implemented; all training samples are used")
     samples = build_samples(cfg, split, skip_missing_images=skip_missing_images)
-    return CocoKeypointDataset(
+    return TopDownDataset(
         samples, input_size=tuple(cfg.MODEL.IMAGE_SIZE), spec=get_keypoint_spec(ds.DATASET), codec=codec,
         train=split == "train", seed=int(cfg.TRAIN.SEED), scale_factor=float(ds.SCALE_FACTOR),
         rot_factor=float(ds.ROT_FACTOR), flip=bool(ds.FLIP), half_body_prob=float(ds.PROB_HALF_BODY),

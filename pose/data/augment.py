@@ -23,9 +23,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from pose import geometry
-
-PIXEL_STD = 200.0
-HALF_BODY_DRAWS = ("fair", "official")
+from pose.config import HALF_BODY_DRAWS
 
 
 @dataclass(frozen=True)
@@ -100,7 +98,7 @@ def half_body_window(joints: np.ndarray, visible: np.ndarray, *, upper_ids: Sequ
         h = w / np.float32(aspect_ratio)
     elif w < aspect_ratio * h:
         w = h * np.float32(aspect_ratio)
-    scale = np.array([w / PIXEL_STD, h / PIXEL_STD], dtype=np.float32) * np.float32(padding)
+    scale = np.array([w / geometry.PIXEL_STD, h / geometry.PIXEL_STD], dtype=np.float32) * np.float32(padding)
     return center.astype(np.float32), scale
 
 

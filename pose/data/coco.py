@@ -1,8 +1,9 @@
-"""COCO keypoint samples (ground-truth or detected boxes) and the top-down dataset.
+"""COCO-format keypoint files -> person samples (ground-truth or detected boxes); COCO detection results.
 
-Readers turn annotation files into a list of :class:`PersonSample` (one person window each, image
-pixels); :class:`CocoKeypointDataset` turns a sample into a crop (evaluation) or an augmented crop
-plus heatmap targets (training). The MPII reader (:mod:`pose.data.mpii`) produces the same samples.
+Readers turn annotation files into a list of :class:`pose.data.topdown.PersonSample` (one person
+window each, image pixels), which :class:`pose.data.topdown.TopDownDataset` crops. The detection
+results reader (:func:`read_coco_detections`) is the one place a COCO detection JSON is parsed: the
+evaluation samples and the demo's ``json:PATH`` detector both use it.
 
 Official conventions reproduced (``lib/dataset/coco.py``):
 
@@ -33,61 +34,50 @@ Decisions where the official code had none (it crashed or silently misbehaved):
   need not exist). By default a missing file is an error naming the first missing file and how
   many others are missing; ``skip_missing_images=True`` drops their samples with a warning.
 """
+
 import logging
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Sequence, Tuple, Union
 
 import numpy as np
-import torch
 
 from pose import geometry
-from pose.data import augment
+from pose.data.topdown import PersonSample, check_image_dir, check_image_files
 from pose.errors import DataError
 from pose.fileio import read_json
-from pose.imageio import read_image_rgb
 from pose.keypoints import COCO_17, KeypointSpec
 
 logger = logging.getLogger(__name__)
 
 PERSON_CATEGORY = 1
-BOX_PADDING = 1.25
 
 
-@dataclass(frozen=True, eq=False)
-class PersonSample:
-    """One person window of one image (all coordinates in image pixels).
+@dataclass(frozen=True)
+class CocoDetection:
+    """One person box of a COCO detection-results file.
 
     Attributes:
-        image_path: path of the image file.
-        image_id: COCO image id (MPII: the file stem as an integer when it is all digits, else -1).
-        center: (2,) float64 window centre (COCO values are the official float32 numbers).
-        scale: (2,) float64 window size / 200 (width, height), padding included.
-        joints: (K, 2) float64 joint coordinates (0 where unlabelled).
-        joints_visible: (K,) float32, 1 = labelled, 0 = not.
-        box_score: detector score (1 for GT boxes and MPII).
-        bbox_xywh: the box the window came from (cleaned GT box or detection as given); None for MPII.
-        ann_id: annotation id (GT boxes), else None.
-        det_index: index into the detection list (detected boxes), else None.
+        index: position in the file's list.
+        image_id: the detection's ``image_id``.
+        bbox_xywh: (4,) float64 ``[x, y, w, h]`` in image pixels, as given (detections are never clipped).
+        score: detector confidence.
     """
 
-    image_path: str
-    image_id: int
-    center: np.ndarray
-    scale: np.ndarray
-    joints: np.ndarray
-    joints_visible: np.ndarray
-    box_score: float = 1.0
-    bbox_xywh: Optional[Tuple[float, float, float, float]] = None
-    ann_id: Optional[int] = None
-    det_index: Optional[int] = None
+    index: int
+    image_id: object
+    bbox_xywh: np.ndarray
+    score: float
 
 
-# ------------------------------------------------------------------------------------------------
-# Reading and validating annotation files
-# ------------------------------------------------------------------------------------------------
+def _read_annotation_file(ann_file, expected: str) -> dict:
+    data = read_json(ann_file, "annotation file")
+    if not isinstance(data, dict):
+        raise DataError(f"annotation file '{ann_file}': top level is a {type(data).__name__}; expected {expected}")
+    return data
+
+
 def _require_list(data: dict, key: str, path) -> list:
     if key not in data:
         raise DataError(f"annotation file '{path}': no '{key}' list; expected a COCO keypoint file "
@@ -196,42 +186,6 @@ def _annotations_by_image(data: dict, images: Dict[int, dict], path) -> Dict[int
     return anns_by_image
 
 
-def check_image_files(samples: List[PersonSample], source, *, skip_missing_images: bool = False
-                      ) -> List[PersonSample]:
-    """Check up front that every sample's image file exists.
-
-    Args:
-        samples: candidate samples.
-        source: the annotation/detection file the samples came from (for messages).
-        skip_missing_images: drop samples whose image is missing (warning) instead of raising.
-
-    Raises:
-        DataError: a file is missing (names the first one and how many others are missing).
-    """
-    present: Dict[str, bool] = {}
-    for s in samples:
-        if s.image_path not in present:
-            present[s.image_path] = os.path.isfile(s.image_path)
-    missing = [p for p, ok in present.items() if not ok]
-    if not missing:
-        return samples
-    if not skip_missing_images:
-        raise DataError(f"image '{missing[0]}' (listed in '{source}') does not exist, and {len(missing) - 1} "
-                        "other image(s) are missing; expected every image of the annotation file "
-                        "(or pass skip_missing_images=True)")
-    kept = [s for s in samples if present[s.image_path]]
-    logger.warning("'%s': %d listed image(s) are missing (first: '%s'); their %d sample(s) were skipped",
-                   source, len(missing), missing[0], len(samples) - len(kept))
-    return kept
-
-
-def check_image_dir(image_dir) -> Path:
-    image_dir = Path(image_dir)
-    if not image_dir.is_dir():
-        raise DataError(f"image folder '{image_dir}' does not exist; expected the folder holding the images")
-    return image_dir
-
-
 def _windows(boxes: np.ndarray, input_size, padding: float) -> Tuple[np.ndarray, np.ndarray]:
     if len(boxes) == 0:
         return np.zeros((0, 2)), np.zeros((0, 2))
@@ -240,7 +194,7 @@ def _windows(boxes: np.ndarray, input_size, padding: float) -> Tuple[np.ndarray,
 
 
 def load_coco_gt_samples(ann_file, image_dir, *, input_size: Sequence[int], spec: KeypointSpec = COCO_17,
-                         padding: float = BOX_PADDING, skip_missing_images: bool = False,
+                         padding: float = geometry.BOX_PADDING, skip_missing_images: bool = False,
                          check_images: bool = True) -> List[PersonSample]:
     """Person samples from the GT boxes of a COCO keypoint file (official filtering and order).
 
@@ -257,10 +211,7 @@ def load_coco_gt_samples(ann_file, image_dir, *, input_size: Sequence[int], spec
         samples in official order; ``bbox_xywh`` is the cleaned box.
     """
     image_dir = check_image_dir(image_dir)
-    data = read_json(ann_file, "annotation file")
-    if not isinstance(data, dict):
-        raise DataError(f"annotation file '{ann_file}': top level is a {type(data).__name__}; "
-                        "expected an object with 'images' and 'annotations'")
+    data = _read_annotation_file(ann_file, "an object with 'images' and 'annotations'")
     images = _load_images(data, ann_file)
     anns_by_image = _annotations_by_image(data, images, ann_file)
     no_area = 0
@@ -316,7 +267,7 @@ def load_coco_gt_samples(ann_file, image_dir, *, input_size: Sequence[int], spec
 
 def load_coco_det_samples(detections: Union[str, os.PathLike, list], ann_file, image_dir, *,
                           input_size: Sequence[int], spec: KeypointSpec = COCO_17, image_thre: float = 0.0,
-                          padding: float = BOX_PADDING, skip_missing_images: bool = False,
+                          padding: float = geometry.BOX_PADDING, skip_missing_images: bool = False,
                           check_images: bool = True) -> List[PersonSample]:
     """Person samples from a COCO detection-results file (official filtering and order).
 
@@ -334,41 +285,19 @@ def load_coco_det_samples(detections: Union[str, os.PathLike, list], ann_file, i
     """
     image_dir = check_image_dir(image_dir)
     source = "detections" if isinstance(detections, list) else detections
-    dets = detections if isinstance(detections, list) else read_json(detections, "detection file")
-    if not isinstance(dets, list):
-        raise DataError(f"detection file '{source}': top level is a {type(dets).__name__}; "
-                        "expected a list of COCO detection results {image_id, category_id, bbox, score}")
-    data = read_json(ann_file, "annotation file")
-    if not isinstance(data, dict):
-        raise DataError(f"annotation file '{ann_file}': top level is a {type(data).__name__}; "
-                        "expected an object with an 'images' list")
-    images = _load_images(data, ann_file)
+    persons = read_coco_detections(detections)
+    images = _load_images(_read_annotation_file(ann_file, "an object with an 'images' list"), ann_file)
 
     rows = []   # (det index, image dict, box, score)
-    persons, unknown, first_unknown = 0, 0, None
-    for i, det in enumerate(dets):
-        if not isinstance(det, dict) or not {"image_id", "category_id", "bbox", "score"} <= set(det):
-            raise DataError(f"detection file '{source}': entry {i} is {str(det)[:80]}; "
-                            "expected an object with image_id, category_id, bbox, score")
-        if det["category_id"] != PERSON_CATEGORY:
+    unknown, first_unknown = 0, None
+    for det in persons:
+        if det.score < image_thre:
             continue
-        persons += 1
-        score = det["score"]
-        if (not isinstance(score, (int, float)) or isinstance(score, bool) or not math.isfinite(score)
-                or not _is_id(det["image_id"])):
-            raise DataError(f"detection file '{source}': entry {i} has image_id {det['image_id']!r} and score "
-                            f"{score!r}; expected an integer image id and a finite number")
-        score = float(score)
-        if score < image_thre:
-            continue
-        if det["image_id"] not in images:
+        if det.image_id not in images:
             unknown += 1
-            first_unknown = det["image_id"] if first_unknown is None else first_unknown
+            first_unknown = det.image_id if first_unknown is None else first_unknown
             continue
-        rows.append((i, images[det["image_id"]], _bbox(det, source, f"detection {i}"), score))
-    if persons == 0:
-        raise DataError(f"detection file '{source}': no person boxes (category_id {PERSON_CATEGORY}) among "
-                        f"{len(dets)} entries; expected COCO person detections")
+        rows.append((det.index, images[det.image_id], det.bbox_xywh, det.score))
     if unknown and not rows:
         raise DataError(f"detection file '{source}': none of its {unknown} person boxes refers to an image "
                         f"of annotation file '{ann_file}' (first image_id: {first_unknown}); expected "
@@ -390,122 +319,44 @@ def load_coco_det_samples(detections: Union[str, os.PathLike, list], ann_file, i
     return samples
 
 
-# ------------------------------------------------------------------------------------------------
-# The dataset
-# ------------------------------------------------------------------------------------------------
-class CocoKeypointDataset(torch.utils.data.Dataset):
-    """Top-down person crops from a list of :class:`PersonSample` (COCO, MPII, PoseTrack...).
-
-    Items are dicts of numpy arrays / Python scalars (the default ``DataLoader`` collate turns them
-    into tensors). Crops are RGB uint8 ``(H, W, 3)`` like the predictor's input; the model
-    normalises internally.
-
-    Evaluation item: ``image`` (H, W, 3) uint8, ``center`` (2,) f64, ``scale`` (2,) f64,
-    ``box_score`` f32, ``image_id`` int, ``index`` int.
-
-    Training item adds: ``target`` (K, h, w) f32 heatmaps and ``target_weight`` (K,) f32 from
-    ``codec.encode``, ``joints`` (K, 2) f32 in crop pixels (0 where invisible), ``joints_visible``
-    (K,) f32, ``rotation`` f32 (degrees) and ``flipped`` bool; ``center``/``scale`` are the augmented
-    window.
-
-    Randomness: item ``i`` of epoch ``e`` uses ``np.random.default_rng([seed, e, i])``, so an epoch
-    is reproducible whatever the number of workers or the order of access (deterministic resume).
-    Call :meth:`set_epoch` before creating the epoch's ``DataLoader`` iterator (with
-    ``persistent_workers`` the workers keep the epoch they were started with).
+def read_coco_detections(detections: Union[str, os.PathLike, list], *, category_id: int = PERSON_CATEGORY,
+                         require_boxes: bool = True) -> List[CocoDetection]:
+    """The person boxes of a COCO detection-results JSON (``[{image_id, category_id, bbox, score}, ...]``).
 
     Args:
-        samples: the person samples.
-        input_size: model input (W, H).
-        spec: keypoint layout (flip pairs, half-body ids, joint weights).
-        codec: :class:`pose.codec.HeatmapCodec`; required for training, optional for evaluation
-            (its ``unbiased`` flag picks the crop pixel convention).
-        train: produce augmented crops and targets.
-        seed: base seed of the per-item generators.
-        scale_factor, rot_factor, rot_prob, flip, flip_prob, half_body_prob, num_joints_half_body,
-            half_body_draw: augmentation (see :mod:`pose.data.augment`).
-        use_joint_weights: multiply target weights by ``spec.joint_weights``.
+        detections: the JSON file, or its list already loaded.
+        category_id: the category kept (1 = person).
+        require_boxes: a file without any box of the category is an error (evaluation); False accepts it
+            (the demo's ``json:PATH`` detector, where "nobody found" is a valid answer).
+
+    Returns:
+        The boxes of ``category_id`` in file order (other categories are skipped unchecked).
+
+    Raises:
+        DataError: not a JSON list, an entry without ``image_id``/``category_id``/``bbox``/``score``, a
+            kept entry with a non-integer image id, a non-finite score or a bbox that is not 4 finite
+            numbers, or (``require_boxes``) no box of the category at all.
     """
-
-    def __init__(self, samples: Sequence[PersonSample], *, input_size: Sequence[int], spec: KeypointSpec,
-                 codec=None, train: bool = False, seed: int = 0, scale_factor: float = 0.35,
-                 rot_factor: float = 45.0, rot_prob: float = 0.6, flip: bool = True, flip_prob: float = 0.5,
-                 half_body_prob: float = 0.0, num_joints_half_body: int = 8, half_body_draw: str = "fair",
-                 use_joint_weights: bool = False):
-        if train and codec is None:
-            raise ValueError("CocoKeypointDataset: train=True needs a codec to encode targets")
-        if half_body_draw not in augment.HALF_BODY_DRAWS:
-            raise ValueError(f"half_body_draw='{half_body_draw}', expected one of {augment.HALF_BODY_DRAWS}")
-        self.samples = list(samples)
-        self.input_size = (int(input_size[0]), int(input_size[1]))
-        self.spec = spec
-        self.codec = codec
-        self.train = train
-        self.seed = int(seed)
-        self.epoch = 0
-        self.unbiased = bool(getattr(codec, "unbiased", False))
-        self.aug = dict(scale_factor=scale_factor, rot_factor=rot_factor, rot_prob=rot_prob,
-                        flip_prob=flip_prob if flip else 0.0, half_body_prob=half_body_prob,
-                        num_joints_half_body=num_joints_half_body, half_body_draw=half_body_draw)
-        self._last_image = None  # (path, image) cache of _read_image
-        self.joint_weights = (np.asarray(spec.joint_weights, dtype=np.float32)
-                              if use_joint_weights and spec.joint_weights else None)
-        if use_joint_weights and self.joint_weights is None:
-            raise ValueError(f"use_joint_weights=True but keypoint spec '{spec.name}' has no joint_weights")
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose augmentation draws the next items use."""
-        self.epoch = int(epoch)
-
-    def rng_for(self, index: int) -> np.random.Generator:
-        """The generator of item ``index`` in the current epoch."""
-        return np.random.default_rng([self.seed, self.epoch, int(index)])
-
-    def _crop(self, image: np.ndarray, center, scale, rotation: float) -> Tuple[np.ndarray, np.ndarray]:
-        matrix = geometry.crop_matrix(np.asarray(center, np.float64)[None],
-                                      np.asarray(scale, np.float64)[None], np.array([rotation], np.float64),
-                                      self.input_size, unbiased=self.unbiased)
-        crop = geometry.warp_crop(image, matrix, self.input_size)[0]
-        return crop, matrix
-
-    def _read_image(self, path: str) -> np.ndarray:
-        """The RGB image at ``path``; the last one is kept, since consecutive samples (all persons or
-        detections of one image, in file order) usually share it and a JPEG decode costs milliseconds.
-        Each DataLoader worker holds its own copy; the image is never modified in place."""
-        if self._last_image is None or self._last_image[0] != path:
-            self._last_image = (path, read_image_rgb(path))
-        return self._last_image[1]
-
-    def __getitem__(self, index: int) -> dict:
-        sample = self.samples[index]
-        image = self._read_image(sample.image_path)
-        item = {"image_id": int(sample.image_id), "index": int(index),
-                "box_score": np.float32(sample.box_score)}
-        if not self.train:
-            crop, _ = self._crop(image, sample.center, sample.scale, 0.0)
-            item.update(image=crop, center=np.asarray(sample.center, np.float64),
-                        scale=np.asarray(sample.scale, np.float64))
-            return item
-
-        rng = self.rng_for(index)
-        joints = np.asarray(sample.joints, np.float64)
-        visible = np.asarray(sample.joints_visible, np.float32)
-        params = augment.sample_augmentation(
-            rng, sample.center, sample.scale, joints, visible, image_width=image.shape[1],
-            input_size=self.input_size, upper_ids=self.spec.upper_body_ids,
-            lower_ids=self.spec.lower_body_ids, **self.aug)
-        image, joints, visible = augment.apply_augmentation(image, joints, visible, params,
-                                                            self.spec.flip_pairs)
-        visible = np.asarray(visible, np.float32).reshape(-1)
-        crop, matrix = self._crop(image, params.center, params.scale, params.rotation)
-        joints_crop = geometry.apply_affine(np.asarray(joints, np.float64)[None, :, :2], matrix)[0]
-        joints_crop = np.where(visible[:, None] > 0, joints_crop, 0.0).astype(np.float32)
-        target, weight = self.codec.encode(joints_crop[None], visible[None], joint_weights=self.joint_weights)
-        item.update(image=crop, center=np.asarray(params.center, np.float64),
-                    scale=np.asarray(params.scale, np.float64), rotation=np.float32(params.rotation),
-                    flipped=bool(params.flip), target=np.asarray(target[0], np.float32),
-                    target_weight=np.asarray(weight[0], np.float32).reshape(-1),
-                    joints=joints_crop, joints_visible=visible)
-        return item
+    source = "detections" if isinstance(detections, list) else detections
+    dets = detections if isinstance(detections, list) else read_json(detections, "detection file")
+    if not isinstance(dets, list):
+        raise DataError(f"detection file '{source}': top level is a {type(dets).__name__}; "
+                        "expected a list of COCO detection results {image_id, category_id, bbox, score}")
+    out = []
+    for i, det in enumerate(dets):
+        if not isinstance(det, dict) or not {"image_id", "category_id", "bbox", "score"} <= set(det):
+            raise DataError(f"detection file '{source}': entry {i} is {str(det)[:80]}; "
+                            "expected an object with image_id, category_id, bbox, score")
+        if det["category_id"] != category_id:
+            continue
+        score = det["score"]
+        if (not isinstance(score, (int, float)) or isinstance(score, bool) or not math.isfinite(score)
+                or not _is_id(det["image_id"])):
+            raise DataError(f"detection file '{source}': entry {i} has image_id {det['image_id']!r} and score "
+                            f"{score!r}; expected an integer image id and a finite number")
+        out.append(CocoDetection(index=i, image_id=det["image_id"], bbox_xywh=_bbox(det, source, f"detection {i}"),
+                                 score=float(score)))
+    if not out and require_boxes:
+        raise DataError(f"detection file '{source}': no person boxes (category_id {category_id}) among "
+                        f"{len(dets)} entries; expected COCO person detections")
+    return out

@@ -8,9 +8,9 @@ Each entry is ``{"image": file name, "center": [x, y], "scale": s, "joints": [[x
 - ``center -= 1`` and ``joints -= 1`` (1-based -> 0-based);
 - entries without ``joints`` (the test split) get zero joints with visibility 0.
 
-The samples are :class:`pose.data.coco.PersonSample` (``image_id`` = the file stem as an integer
+The samples are :class:`pose.data.topdown.PersonSample` (``image_id`` = the file stem as an integer
 when it is all digits, else -1; ``bbox_xywh`` None; box score 1) and feed the same
-:class:`pose.data.coco.CocoKeypointDataset`.
+:class:`pose.data.topdown.TopDownDataset`.
 """
 import logging
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import List
 
 import numpy as np
 
-from pose.data.coco import PersonSample, check_image_dir, check_image_files
+from pose.data.topdown import PersonSample, check_image_dir, check_image_files
 from pose.errors import DataError
 from pose.fileio import read_json
 from pose.keypoints import MPII_16, KeypointSpec
@@ -46,7 +46,7 @@ def load_mpii_samples(ann_file, image_dir, *, spec: KeypointSpec = MPII_16, skip
         ann_file: official MPII JSON (a list of person entries).
         image_dir: folder holding the images named by ``image``.
         spec: keypoint layout (16 MPII joints).
-        skip_missing_images, check_images: see :func:`pose.data.coco.check_image_files`.
+        skip_missing_images, check_images: see :func:`pose.data.topdown.check_image_files`.
 
     Raises:
         DataError: not a JSON list, an entry without ``image``/``center``/``scale``, joints of the

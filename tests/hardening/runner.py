@@ -19,10 +19,10 @@ DEFAULT_TIMEOUT_S = 180
 # The console scripts and scripts/ entry points; each falls back to ``python -m`` when the console
 # script is not installed next to the interpreter (an uninstalled checkout).
 _MODULES = {"pose-eval": "pose.cli.evaluate", "pose-demo": "pose.cli.demo", "pose-train": "pose.cli.train",
-            "pose-export": "pose.cli.export"}
-_SCRIPTS = ("scripts/test.py", "scripts/train.py", "scripts/benchmark.py", "demo/demo.py")
+            "pose-export": "pose.cli.export", "benchmarks": "benchmarks"}
+_SCRIPTS = ("scripts/test.py", "scripts/train.py", "demo/demo.py")
 # Temp names the library uses for outputs in progress (pose.fileio.atomic_write: .NAME.XXXX.tmp,
-# pose.demo video: .NAME_pose.tmp.mp4).
+# pose.video.pipeline video: .NAME_pose.tmp.mp4).
 _TEMP = re.compile(r"(\.tmp$|\.tmp\.)")
 
 

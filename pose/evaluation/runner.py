@@ -1,0 +1,204 @@
+"""Running a predictor over an evaluation dataset and scoring it (``pose-eval``, training validation).
+
+Both measure the same thing: dataset crops (made by :mod:`pose.geometry`, in ``DataLoader`` workers)
+-> one forward pass per batch through :meth:`TopDownPredictor.forward_heatmaps` -> one decode per
+requested decoder -> :class:`pose.evaluation.coco.CocoKeypointEvaluator` or
+:class:`pose.evaluation.mpii.MpiiPCKhEvaluator`.
+
+Distributed: each rank predicts an interleaved shard of the samples; the per-sample keypoints are
+gathered by sample index on every rank, so the evaluator sees each sample exactly once, whatever
+the world size.
+"""
+import logging
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pose.codec import HeatmapCodec
+from pose.config import decoder_name, resolve_data_path
+from pose.data import build_dataset
+from pose.data.layout import resolve_dataset_paths
+from pose.data.topdown import TopDownDataset
+from pose.distributed import gather_by_index, rank_and_world
+from pose.evaluation.coco import CocoKeypointEvaluator
+from pose.evaluation.mpii import MpiiPCKhEvaluator
+from pose.fileio import ensure_output_dir, write_json
+from pose.loading import load_predictor
+from pose.predictor import TopDownPredictor
+from pose.structures import PoseResult
+
+logger = logging.getLogger(__name__)
+
+
+def predict_dataset(predictor: TopDownPredictor, dataset: TopDownDataset, *,
+                    decoders: Optional[Dict[str, HeatmapCodec]] = None, workers: int = 0,
+                    progress: bool = True) -> Dict[str, np.ndarray]:
+    """Keypoints of every sample, for every decoder, from one forward pass.
+
+    Args:
+        predictor: the inference path (its batch size sets the loader batch size).
+        dataset: an evaluation dataset (``train=False``) whose items hold ``image`` crops.
+        decoders: name -> codec; default ``{"default": predictor.codec}``.
+        workers: ``DataLoader`` worker processes for reading and cropping.
+        progress: show a progress bar with images/s (rank 0 only).
+
+    Returns:
+        name -> (num_samples, K, 3) image-space ``[x, y, score]``, in dataset order.
+    """
+    decoders = decoders or {"default": predictor.codec}
+    rank, world = rank_and_world()
+    indices = list(range(rank, len(dataset), world))
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices),
+                                         batch_size=predictor.batch_size, shuffle=False,
+                                         num_workers=workers, persistent_workers=False)
+    k = predictor.spec.num_keypoints
+    local = {name: np.zeros((len(indices), k, 3), np.float32) for name in decoders}
+    local_index = np.asarray(indices, dtype=np.int64)
+    done, start = 0, time.perf_counter()
+    bar = tqdm(total=len(indices), unit="person", disable=not progress or rank != 0, dynamic_ncols=True,
+               desc="evaluating")
+    image_ids_seen = set()
+    try:
+        for batch in loader:
+            crops = batch["image"].numpy()
+            centers, scales = batch["center"].numpy(), batch["scale"].numpy()
+            heatmaps, flipped = predictor.forward_heatmaps(crops)
+            for name, codec in decoders.items():
+                local[name][done:done + len(crops)] = predictor.decode(heatmaps, flipped, centers, scales,
+                                                                       codec=codec)
+            done += len(crops)
+            image_ids_seen.update(batch["image_id"].tolist())
+            elapsed = max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix(images_per_s=f"{len(image_ids_seen) / elapsed:.1f}", refresh=False)
+            bar.update(len(crops))
+    finally:  # also on Ctrl-C / errors: end the bar's line so the CLI's one-line message stands alone
+        bar.close()
+    if world == 1:
+        return local
+    return {name: gather_by_index(local_index, values, len(dataset)) for name, values in local.items()}
+
+
+def to_pose_results(dataset: TopDownDataset, keypoints: np.ndarray) -> List[PoseResult]:
+    """Per-sample keypoints (num_samples, K, 3) -> PoseResults carrying each sample's window."""
+    return [PoseResult(keypoints_img=kp, center_img=np.asarray(s.center, np.float32),
+                       scale=np.asarray(s.scale, np.float32), box_score=float(s.box_score),
+                       image_id=int(s.image_id), bbox_xywh=s.bbox_xywh)
+            for s, kp in zip(dataset.samples, keypoints)]
+
+
+def evaluate_dataset(predictor: TopDownPredictor, dataset: TopDownDataset, make_evaluator, *,
+                     decoders: Optional[Dict[str, HeatmapCodec]] = None, workers: int = 0,
+                     progress: bool = True) -> Dict[str, dict]:
+    """Predict once, then score every decoder.
+
+    Args:
+        make_evaluator: ``name -> evaluator`` with ``reset/process/evaluate`` (a new one per decoder,
+            so each can write its own results file).
+
+    Returns:
+        decoder name -> metrics dict (rank 0; other ranks get the same numbers).
+    """
+    keypoints = predict_dataset(predictor, dataset, decoders=decoders, workers=workers, progress=progress)
+    metrics = {}
+    for name, kps in keypoints.items():
+        evaluator = make_evaluator(name)
+        evaluator.reset()
+        evaluator.process(to_pose_results(dataset, kps))
+        metrics[name] = evaluator.evaluate()
+    return metrics
+
+
+def decoder_codecs(base: HeatmapCodec, names: Sequence[str]) -> Dict[str, HeatmapCodec]:
+    """Codecs that differ from ``base`` only in the decoder (``pose-eval --decoders quarter,dark,udp``)."""
+    return {name: base.with_decoding(name) for name in names}
+
+
+# ------------------------------------------------------------------------------------------------
+# The whole evaluation job (pose-eval, scripts/test.py)
+# ------------------------------------------------------------------------------------------------
+def boxes_label(cfg) -> str:
+    """What boxes an evaluation uses, said loudly in every report."""
+    if cfg.DATASET.DATASET.lower() == "mpii":
+        return "MPII annotated person windows (center/scale from the annotation file)"
+    if cfg.TEST.USE_GT_BBOX:
+        return "GROUND-TRUTH boxes (TEST.USE_GT_BBOX true): not comparable with detector-based results"
+    return (f"DETECTED boxes from {resolve_data_path(cfg, cfg.TEST.COCO_BBOX_FILE)} "
+            f"(score >= TEST.IMAGE_THRE {cfg.TEST.IMAGE_THRE})")
+
+
+def results_file_name(cfg, decoder: str) -> str:
+    """File name of the COCO results JSON of one decoder (official ``keypoints_<set>_results``)."""
+    return f"keypoints_{cfg.DATASET.TEST_SET}_results_{decoder}.json"
+
+
+def make_evaluator_factory(cfg, spec, output_dir=None, *, img_ids=None):
+    """``name -> evaluator`` for the config's dataset (COCO OKS AP or MPII PCKh)."""
+    paths = resolve_dataset_paths(cfg, "test")
+    if spec.name == "mpii":
+        return lambda name: MpiiPCKhEvaluator(paths["gt_valid_file"])
+    sigmas = spec.oks_sigmas or None
+    return lambda name: CocoKeypointEvaluator(
+        paths["ann_file"], sigmas=sigmas, in_vis_thre=float(cfg.TEST.IN_VIS_THRE),
+        oks_thre=float(cfg.TEST.OKS_THRE), soft_nms=bool(cfg.TEST.SOFT_NMS), output_dir=output_dir,
+        img_ids=img_ids, results_file=results_file_name(cfg, name))
+
+
+def run_evaluation(cfg, weights, *, output_dir=None, decoders: Sequence[str] = (), overrides=(),
+                   device="cpu", workers: int = 0, batch_size: Optional[int] = None, progress: bool = True,
+                   skip_missing_images: bool = False, offline: bool = False, backend=None) -> dict:
+    """Evaluate ``weights`` on the config's test set; write results and metrics JSON to ``output_dir``.
+
+    Args:
+        cfg: the experiment config (dataset, boxes, test settings), or None with a self-describing
+            checkpoint / zoo name (then the dataset keys must come from ``overrides``).
+        weights: checkpoint path or zoo name (see :func:`pose.loading.load_model`).
+        decoders: refinements to score on one forward pass (default: the config's ``TEST.DECODER``).
+
+    Returns:
+        ``{"boxes": label, "num_samples": n, "metrics": {decoder: {name: value}}, "files": [...]}``.
+    """
+    predictor, cfg = load_predictor(weights, cfg, overrides=overrides, device=device, batch_size=batch_size,
+                                    offline=offline, backend=backend)
+    if output_dir is not None:
+        output_dir = ensure_output_dir(output_dir)
+    label = boxes_label(cfg)
+    logger.info("boxes: %s", label)
+    dataset = build_dataset(cfg, "test", predictor.codec, skip_missing_images=skip_missing_images)
+    names = list(decoders) or [decoder_name(cfg)]
+    codecs = decoder_codecs(predictor.codec, names)
+    img_ids = "processed" if skip_missing_images else None
+    metrics = evaluate_dataset(predictor, dataset, make_evaluator_factory(cfg, predictor.spec, output_dir,
+                                                                          img_ids=img_ids),
+                               decoders=codecs, workers=workers, progress=progress)
+    report = {"boxes": label, "num_samples": len(dataset), "weights": str(weights),
+              "backend": getattr(predictor.backend, "name", type(predictor.backend).__name__),
+              "flip_test": predictor.flip_test, "metrics": {k: dict(v) for k, v in metrics.items()}}
+    if output_dir is not None:
+        files = [output_dir / results_file_name(cfg, name) for name in names if predictor.spec.name != "mpii"]
+        report["files"] = [str(p) for p in files + [output_dir / "metrics.json"]]
+        write_json(output_dir / "metrics.json", report, indent=2)
+    else:
+        report["files"] = []
+    return report
+
+
+def format_table(metrics: dict, name: Optional[str] = None, digits: int = 3) -> str:
+    """Markdown table of a metrics dict (one header row, one value row), like the official log.
+
+    Args:
+        metrics: name -> value (e.g. the output of ``evaluate``).
+        name: optional first column (e.g. the model name).
+        digits: decimals printed.
+    """
+    names = list(metrics)
+    values = [f"{float(metrics[n]):.{digits}f}" for n in names]
+    if name is not None:
+        names, values = ["Arch"] + names, [name] + values
+    return "\n".join([
+        "| " + " | ".join(names) + " |",
+        "|" + "|".join("---" for _ in names) + "|",
+        "| " + " | ".join(values) + " |",
+    ])
