@@ -1,10 +1,18 @@
 """Parameter and multiply-add (MAC) counts, and a per-module summary table.
 
-MACs are counted with forward hooks, as in ``shared/research/official-hrnet.md`` section 1.10:
-Conv2d = output elements x (C_in / groups) x kh x kw; ConvTranspose2d = input elements x
-(C_out / groups) x kh x kw; Linear = rows x in_features x out_features. BatchNorm, ReLU, additions and
-upsampling are not counted. Note the official README's "GFLOPs" are these MACs divided by 2**30
-(W32 256x192: 7.645e9 MACs = 7.12 "GFLOPs").
+What is counted, exactly (forward hooks on one forward pass; the same totals as the official
+``get_model_summary`` of both HRNet repos, ``lib/utils/modelsummary.py`` / ``lib/utils/utils.py``):
+
+- ``nn.Conv2d``: output elements x (C_in / groups) x kh x kw. For batch 1 this is the official
+  ``prod(weight.shape) * prod(output.shape[2:])``. The conv bias adds nothing;
+- ``nn.ConvTranspose2d``: input elements x (C_out / groups) x kh x kw;
+- ``nn.Linear``: rows x in_features x out_features (official ``prod(output.shape) * in_features``);
+- nothing else: BatchNorm, ReLU, additions, upsampling / interpolation, pooling and concatenation cost 0.
+
+Parameters are ``numel`` of ``model.parameters()`` (buffers such as BN running statistics excluded).
+The official READMEs' "GFLOPs" column is these MACs divided by 2**30 (``macs_to_readme_gflops``), not
+FLOPs: pose W32 256x192 is 7,645,003,776 MACs = 7.12 "GFLOPs"; classifier W18-small-v1 and W32 at 224x224
+are 1,601,508,352 and 8,921,133,056 MACs = 1.49 and 8.31 "GFLOPs".
 
 The counting forward runs in eval mode under ``torch.inference_mode`` on the model's own device, so a
 model built on the ``meta`` device (``with torch.device("meta"): model = ...``) is counted instantly
@@ -75,6 +83,11 @@ def macs_by_module(model: nn.Module, input_size: Sequence[int], batch: int = 1) 
 def count_macs(model: nn.Module, input_size: Sequence[int], batch: int = 1) -> int:
     """Total MACs of one forward of a (batch, 3, H, W) input, ``input_size`` = ``(W, H)``."""
     return sum(macs_by_module(model, input_size, batch).values())
+
+
+def macs_to_readme_gflops(macs: int) -> float:
+    """MACs in the unit of the official READMEs' "GFLOPs" column: ``macs / 2**30`` (unrounded)."""
+    return macs / 2 ** 30
 
 
 def model_summary(model: nn.Module, input_size: Sequence[int]) -> str:

@@ -1,20 +1,24 @@
-"""HRNet for top-down pose estimation (``pose_hrnet``), state-dict compatible with the official code.
+"""The HRNet trunk and the V1 pose network (``pose_hrnet``), state-dict compatible with the official code.
 
 Provenance: the architecture of ``lib/models/pose_hrnet.py`` in leoxiaobin/deep-high-resolution-net.pytorch
-(commit 6f69e46), re-implemented from the written spec in ``shared/research/official-hrnet.md`` section 1.
-Attribute names, nesting and registration order reproduce the official ``state_dict()`` exactly (1754
-entries for W32), so official checkpoints load with ``strict=True``; the numbers reproduce the official
-forward pass (golden test in ``tests/test_models.py``).
+(commit 6f69e46) and of ``lib/models/cls_hrnet.py`` in HRNet/HRNet-Image-Classification (commit f760c98),
+re-implemented from the written spec in ``shared/research/official-hrnet.md`` section 1 and
+``shared/reference/README.md``. Attribute names, nesting and registration order reproduce the official
+``state_dict()`` exactly (1754 entries for pose W32, 1956 for the W32 classifier), so official
+checkpoints load with ``strict=True``; the numbers reproduce the official forward passes (golden tests in
+``tests/test_models.py`` and ``tests/models/``).
 
 Layout (B batch, K keypoints, input H x W; every size in the library is ``(W, H)``)::
 
     images (B,3,H,W) RGB in [0,255]
       -> normalize_crops                         (ImageNet mean/std, buffers inside the model)
       -> stem: conv1-bn1-relu-conv2-bn2-relu     (B,stem,H/4,W/4)
-      -> layer1: 4 Bottlenecks                   (B,256,H/4,W/4)
+      -> layer1: stage 1, one residual layer     (B,256,H/4,W/4) for the official 4 Bottlenecks x 64
       -> transition1, stage2, transition2, stage3, transition3, stage4
-         branch b runs at 1/(4*2^b) resolution; the last stage-4 module fuses into branch 0 only
-      -> final_layer (conv KxK, bias)            (B,K,H/4,W/4) heatmaps
+         branch b runs at 1/(4*2^b) resolution                          = HRNetTrunk, all branches
+      -> V1 (PoseHRNet): the last stage-4 module fuses into branch 0 only,
+         final_layer (conv KxK, bias)            (B,K,H/4,W/4) heatmaps
+    The other heads (pose.models.hrnetv2, pose.models.classification) subclass HRNetTrunk.
 
 Deliberate differences from the official code, none of which changes a number for the official configs:
 - the official HighResolutionModule overwrites its input list and the caller's channel list in place;
@@ -23,22 +27,31 @@ Deliberate differences from the official code, none of which changes a number fo
   (``y_list[-1]``); here existing branch ``i`` is transitioned from branch ``i``. Official configs
   only have identity transitions there. New branches are made from the last (lowest-resolution)
   branch, as in the official code;
+- the official pose code hard-codes layer1 (4 Bottlenecks x 64); here it is the ``stage1`` spec, whose
+  default is that layer (the classification code reads it from ``MODEL.EXTRA.STAGE1``);
 - the model normalises its input itself (``forward``); ``forward_normalized`` is the official forward.
 """
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from pose.errors import ConfigError
+from pose.models.presets import (  # noqa: F401  (re-exported: pose.models.hrnet.StageSpec etc. stay importable)
+    BASIC,
+    BLOCK_NAMES,
+    BOTTLENECK,
+    FUSE_METHODS,
+    IMAGENET_MEAN_RGB,
+    IMAGENET_STD_RGB,
+    OFFICIAL_STAGE1,
+    HRNetArch,
+    StageLike,
+    StageSpec,
+    as_stage_spec,
+)
 
 BN_MOMENTUM = 0.1  # official BN_MOMENTUM; eps stays PyTorch's 1e-5 (1e-4 moves the golden output by 9e-3)
-
-IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
-IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
-
-FUSE_METHODS = ("SUM",)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -87,72 +100,6 @@ def check_input_size(input_size: Sequence[int], divisor: int = 32) -> None:
 
 def _is_tracing() -> bool:
     return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
-
-
-# --------------------------------------------------------------------------------------------------
-# Architecture description (plain, frozen values; presets live in pose.models.HRNET_ARCHS)
-# --------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class StageSpec:
-    """One HRNet stage: ``num_modules`` HighResolutionModules over ``num_branches`` parallel branches.
-
-    Attributes:
-        num_modules: exchange units in the stage (official NUM_MODULES).
-        num_branches: parallel resolutions (official NUM_BRANCHES).
-        block: ``'BASIC'`` or ``'BOTTLENECK'`` (official BLOCK).
-        num_blocks: residual blocks per branch (length ``num_branches``).
-        num_channels: block width per branch (length ``num_branches``); a branch carries
-            ``num_channels[b] * expansion`` channels.
-        fuse_method: only ``'SUM'`` (the official one).
-    """
-
-    num_modules: int
-    num_branches: int
-    block: str
-    num_blocks: Tuple[int, ...]
-    num_channels: Tuple[int, ...]
-    fuse_method: str = "SUM"
-
-    def __post_init__(self):
-        object.__setattr__(self, "num_blocks", tuple(int(v) for v in self.num_blocks))
-        object.__setattr__(self, "num_channels", tuple(int(v) for v in self.num_channels))
-        object.__setattr__(self, "block", str(self.block).upper())
-        object.__setattr__(self, "fuse_method", str(self.fuse_method).upper())
-        if self.block not in BLOCKS:
-            raise ConfigError(f"BLOCK {self.block!r} is unknown; valid: {sorted(BLOCKS)}")
-        if self.fuse_method not in FUSE_METHODS:
-            raise ConfigError(f"FUSE_METHOD {self.fuse_method!r} is unknown; valid: {list(FUSE_METHODS)}")
-        if int(self.num_modules) < 1 or int(self.num_branches) < 1:
-            raise ConfigError(f"NUM_MODULES and NUM_BRANCHES must be >= 1, got {self.num_modules} and "
-                              f"{self.num_branches}")
-        if len(self.num_blocks) != self.num_branches or len(self.num_channels) != self.num_branches:
-            raise ConfigError(f"NUM_BLOCKS {list(self.num_blocks)} and NUM_CHANNELS "
-                              f"{list(self.num_channels)} must each have NUM_BRANCHES = "
-                              f"{self.num_branches} entries")
-        if min(self.num_blocks) < 1 or min(self.num_channels) < 1:
-            raise ConfigError(f"NUM_BLOCKS {list(self.num_blocks)} and NUM_CHANNELS "
-                              f"{list(self.num_channels)} must be positive")
-
-
-StageLike = Union[StageSpec, Sequence]
-
-
-def as_stage_spec(stage: StageLike) -> StageSpec:
-    """A StageSpec, or a plain tuple ``(num_modules, num_branches, block, num_blocks, num_channels)``."""
-    return stage if isinstance(stage, StageSpec) else StageSpec(*stage)
-
-
-@dataclass(frozen=True)
-class HRNetArch:
-    """A complete pose-HRNet architecture (everything but the number of keypoints)."""
-
-    stages: Tuple[StageSpec, StageSpec, StageSpec]
-    stem_channels: int = 64
-    final_conv_kernel: int = 1
-
-    def __post_init__(self):
-        object.__setattr__(self, "stages", tuple(as_stage_spec(s) for s in self.stages))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -212,7 +159,7 @@ class Bottleneck(nn.Module):
         return self.relu(out + residual)
 
 
-BLOCKS = {"BASIC": BasicBlock, "BOTTLENECK": Bottleneck}
+BLOCKS = {BASIC: BasicBlock, BOTTLENECK: Bottleneck}  # keyed by presets.BLOCK_NAMES
 
 
 def make_res_layer(block: type, inplanes: int, planes: int, num_blocks: int,
@@ -353,41 +300,47 @@ def apply_transition(transition: nn.ModuleList, branches: List[torch.Tensor]) ->
 
 
 # --------------------------------------------------------------------------------------------------
-# The network
+# The trunk and the V1 pose network
 # --------------------------------------------------------------------------------------------------
 
-class PoseHRNet(nn.Module):
-    """Official ``pose_hrnet``: HRNet backbone + V1 heatmap head, with input normalisation inside.
+class HRNetTrunk(nn.Module):
+    """The HRNet trunk: stem, stage 1 (``layer1``) and stages 2-4, returning every branch it fuses into.
+
+    Its children sit at the top level under the official names (``conv1, bn1, conv2, bn2, layer1,
+    transition1, stage2, transition2, stage3, transition3, stage4``); a network with a head subclasses
+    the trunk and adds the head's own top-level children after them, so its ``state_dict()`` is flat and
+    in the official order. The trunk is usable on its own as a multi-resolution feature extractor.
 
     Args:
-        num_keypoints: K, heatmap channels.
         stages: three stage specs (stage 2, 3, 4), each a StageSpec or a plain tuple
             ``(num_modules, num_branches, block, num_blocks, num_channels)``.
-        stem_channels: width of conv1/conv2 (official 64). layer1 is always 4 Bottlenecks of width 64
-            (256 output channels), as in the official code.
-        final_conv_kernel: 1 (official) or 3 (padding 1) for ``final_layer``.
+        stage1: ``layer1`` as a one-branch StageSpec (block, number of blocks, width); default the
+            official pose net's 4 Bottlenecks of width 64 (256 channels).
+        stem_channels: width of conv1/conv2 (official 64).
+        multi_scale_output: the last stage-4 module fuses into every branch (True: HRNetV2, the
+            classifier) or into branch 0 only (False: the official pose net, whose V1 head reads branch 0).
 
-    ``forward(images)`` takes (B, 3, H, W) RGB in [0, 255] and returns (B, K, H/4, W/4) heatmaps in both
-    train and eval mode; H and W must be multiples of ``size_divisor`` (32 with 4 branches).
+    ``forward(images)`` takes (B, 3, H, W) RGB in [0, 255] (normalisation buffers inside) and returns what
+    ``forward_head`` makes of the branches; for the bare trunk that is the branch list
+    ``[(B, C_b, H/(4*2^b), W/(4*2^b))]``. H and W must be multiples of ``size_divisor`` (32 with 4 branches).
     """
 
-    LAYER1_PLANES = 64
-    LAYER1_BLOCKS = 4
-
-    def __init__(self, num_keypoints: int, stages: Sequence[StageLike], *, stem_channels: int = 64,
-                 final_conv_kernel: int = 1):
+    def __init__(self, stages: Sequence[StageLike], *, stage1: StageLike = OFFICIAL_STAGE1,
+                 stem_channels: int = 64, multi_scale_output: bool = True):
         super().__init__()
         stages = tuple(as_stage_spec(s) for s in stages)
+        stage1 = as_stage_spec(stage1)
         if len(stages) != 3:
-            raise ConfigError(f"pose HRNet needs exactly 3 stage specs (STAGE2, STAGE3, STAGE4), "
+            raise ConfigError(f"HRNet needs exactly 3 stage specs (STAGE2, STAGE3, STAGE4), "
                               f"got {len(stages)}")
-        if final_conv_kernel not in (1, 3):
-            raise ConfigError(f"FINAL_CONV_KERNEL must be 1 or 3, got {final_conv_kernel}")
-        if int(num_keypoints) < 1 or int(stem_channels) < 1:
-            raise ConfigError(f"num_keypoints and stem_channels must be >= 1, "
-                              f"got {num_keypoints}, {stem_channels}")
-        self.num_keypoints = int(num_keypoints)
+        if stage1.num_branches != 1 or stage1.num_modules != 1:
+            raise ConfigError(f"STAGE1 must have one module and one branch (it is layer1), got "
+                              f"{stage1.num_modules} and {stage1.num_branches}")
+        if int(stem_channels) < 1:
+            raise ConfigError(f"stem_channels must be >= 1, got {stem_channels}")
         self.stage_specs = stages
+        self.stage1_spec = stage1
+        self.multi_scale_output = bool(multi_scale_output)
         self.size_divisor = 4 * 2 ** (max(s.num_branches for s in stages) - 1)
 
         # Registration order below is the official state_dict order.
@@ -396,24 +349,23 @@ class PoseHRNet(nn.Module):
         self.conv2 = nn.Conv2d(stem_channels, stem_channels, kernel_size=3, stride=2, padding=1, bias=False)
         self.bn2 = _bn(stem_channels)
         self.relu = nn.ReLU(inplace=True)
-        self.layer1 = make_res_layer(Bottleneck, stem_channels, self.LAYER1_PLANES, self.LAYER1_BLOCKS)
+        self.layer1 = make_res_layer(BLOCKS[stage1.block], stem_channels, stage1.num_channels[0],
+                                     stage1.num_blocks[0])
 
-        pre_channels = [self.LAYER1_PLANES * Bottleneck.expansion]
+        pre_channels = list(stage1.branch_channels)
         for k, spec in enumerate(stages, start=2):
             block = BLOCKS[spec.block]
-            cur_channels = [c * block.expansion for c in spec.num_channels]
+            cur_channels = list(spec.branch_channels)
             setattr(self, f"transition{k - 1}", make_transition(pre_channels, cur_channels))
-            is_last_stage = k == 4
             modules = []
             for m in range(spec.num_modules):
-                multi_scale = not (is_last_stage and m == spec.num_modules - 1)
+                single_scale = k == 4 and m == spec.num_modules - 1 and not self.multi_scale_output
                 modules.append(HighResolutionModule(block, spec.num_blocks, cur_channels, spec.num_channels,
-                                                    multi_scale_output=multi_scale))
+                                                    multi_scale_output=not single_scale))
             setattr(self, f"stage{k}", nn.Sequential(*modules))
             pre_channels = cur_channels
-
-        self.final_layer = nn.Conv2d(pre_channels[0], self.num_keypoints, kernel_size=final_conv_kernel,
-                                     stride=1, padding=1 if final_conv_kernel == 3 else 0, bias=True)
+        # Channels of the branches forward_features returns (one entry without multi-scale output).
+        self.branch_channels = tuple(pre_channels if self.multi_scale_output else pre_channels[:1])
 
         # [0, 255]-unit ImageNet statistics; non-persistent so checkpoints keep the official keys.
         mean, std = _pixel_stats()
@@ -423,7 +375,7 @@ class PoseHRNet(nn.Module):
     # ---- initialisation -------------------------------------------------------------------------
 
     def init_weights(self, std: float = 0.001) -> None:
-        """The official training init: conv weights N(0, std^2), conv biases 0, BN weight 1 and bias 0.
+        """The official pose training init: conv weights N(0, std^2), conv biases 0, BN weight 1, bias 0.
 
         The constructor keeps PyTorch's default init, as the official test-time model does.
         """
@@ -438,31 +390,36 @@ class PoseHRNet(nn.Module):
 
     # ---- forward --------------------------------------------------------------------------------
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) RGB crops in [0, 255] (float or uint8) -> (B, K, H/4, W/4) heatmaps."""
+    def forward(self, images: torch.Tensor):
+        """(B, 3, H, W) RGB in [0, 255] (float or uint8) -> the head's output (see ``forward_head``)."""
         return self.forward_normalized(normalize_crops(images, self.pixel_mean, self.pixel_std))
 
-    def forward_normalized(self, x: torch.Tensor) -> torch.Tensor:
-        """The official forward: (B, 3, H, W) ImageNet-normalised RGB -> (B, K, H/4, W/4) heatmaps."""
-        return self.final_layer(self.forward_features(x)[0])
+    def forward_normalized(self, x: torch.Tensor):
+        """The official forward: (B, 3, H, W) ImageNet-normalised RGB -> the head's output."""
+        return self.forward_head(self.forward_features(x))
+
+    def forward_head(self, branches: List[torch.Tensor], taps: Optional[Dict[str, torch.Tensor]] = None):
+        """The head: the bare trunk returns the branch list unchanged. Subclasses record their
+        intermediate tensors in ``taps`` when it is given (``extract_features``)."""
+        return branches
 
     def forward_features(self, x: torch.Tensor) -> List[torch.Tensor]:
-        """Normalised (B, 3, H, W) -> the stage-4 output branches.
+        """Normalised (B, 3, H, W) -> the stage-4 output branches, top (highest-resolution) first.
 
-        The last stage-4 module fuses into branch 0 only (official ``multi_scale_output=False``), so for
-        the official architectures this is a one-element list ``[(B, C0, H/4, W/4)]``.
+        Without multi-scale output (the official pose net) this is a one-element list ``[(B, C0, H/4, W/4)]``.
         """
         return self._forward_trunk(x, None)
 
     def extract_features(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Intermediate tensors for parity checks, keyed like the golden file's ``feat/*``.
+        """Intermediate tensors for parity checks, keyed like the golden files' ``feat/*``.
 
         Returns ``stem_out``, ``layer1_out``, ``stage{2,3,4}_out{b}`` for every branch each stage returns,
-        and ``output`` (the heatmaps). ``x`` is normalised (B, 3, H, W).
+        the head's own taps, and ``output`` (what ``forward_normalized`` returns). ``x`` is normalised
+        (B, 3, H, W).
         """
         taps: Dict[str, torch.Tensor] = {}
         features = self._forward_trunk(x, taps)
-        taps["output"] = self.final_layer(features[0])
+        taps["output"] = self.forward_head(features, taps)
         return taps
 
     def _forward_trunk(self, x: torch.Tensor, taps: Optional[Dict[str, torch.Tensor]]) -> List[torch.Tensor]:
@@ -474,7 +431,7 @@ class PoseHRNet(nn.Module):
         x = self.relu(self.bn2(self.conv2(x)))  # (B, stem, H/4, W/4)
         if taps is not None:
             taps["stem_out"] = x
-        x = self.layer1(x)  # (B, 256, H/4, W/4)
+        x = self.layer1(x)  # (B, stage-1 channels, H/4, W/4)
         if taps is not None:
             taps["layer1_out"] = x
         branches = [x]
@@ -485,3 +442,44 @@ class PoseHRNet(nn.Module):
             if taps is not None:
                 taps.update({f"stage{k}_out{b}": t for b, t in enumerate(branches)})
         return branches
+
+
+def trunk_kwargs(arch: HRNetArch) -> Dict[str, object]:
+    """The trunk arguments of a preset (``stage1``, ``stem_channels``), for ``Network(stages, **...)``."""
+    return {"stage1": arch.stage1, "stem_channels": arch.stem_channels}
+
+
+class PoseHRNet(HRNetTrunk):
+    """Official ``pose_hrnet``: the HRNet trunk + the V1 heatmap head, with input normalisation inside.
+
+    V1 reads the top branch only: the last stage-4 module fuses into branch 0 (official
+    ``multi_scale_output=False``) and ``final_layer`` (conv KxK with bias) maps it to K heatmaps.
+
+    Args:
+        num_keypoints: K, heatmap channels.
+        stages: three stage specs (stage 2, 3, 4), each a StageSpec or a plain tuple
+            ``(num_modules, num_branches, block, num_blocks, num_channels)``.
+        stem_channels: width of conv1/conv2 (official 64).
+        final_conv_kernel: 1 (official) or 3 (padding 1) for ``final_layer``.
+        stage1: ``layer1``; default the official 4 Bottlenecks of width 64 (256 output channels).
+
+    ``forward(images)`` takes (B, 3, H, W) RGB in [0, 255] and returns (B, K, H/4, W/4) heatmaps in both
+    train and eval mode; H and W must be multiples of ``size_divisor`` (32 with 4 branches).
+    """
+
+    def __init__(self, num_keypoints: int, stages: Sequence[StageLike], *, stem_channels: int = 64,
+                 final_conv_kernel: int = 1, stage1: StageLike = OFFICIAL_STAGE1):
+        if final_conv_kernel not in (1, 3):
+            raise ConfigError(f"FINAL_CONV_KERNEL must be 1 or 3, got {final_conv_kernel}")
+        if int(num_keypoints) < 1:
+            raise ConfigError(f"num_keypoints must be >= 1, got {num_keypoints}")
+        super().__init__(stages, stage1=stage1, stem_channels=stem_channels, multi_scale_output=False)
+        self.num_keypoints = int(num_keypoints)
+        self.final_layer = nn.Conv2d(self.branch_channels[0], self.num_keypoints,
+                                     kernel_size=final_conv_kernel, stride=1,
+                                     padding=1 if final_conv_kernel == 3 else 0, bias=True)
+
+    def forward_head(self, branches: List[torch.Tensor],
+                     taps: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:
+        """[(B, C0, H/4, W/4)] -> (B, K, H/4, W/4) heatmaps."""
+        return self.final_layer(branches[0])
