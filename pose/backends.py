@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from pose.errors import ConfigError, DataError
-from pose.models.hrnet import BasicBlock, Bottleneck, PoseHRNet
+from pose.models.hrnet import BasicBlock, Bottleneck, HRNetTrunk
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ _ALIASES = {"fast": "torch-fast", "ort": "onnxruntime", "onnx": "onnxruntime"}
 # Attribute pairs (conv, bn) where the forward applies ``bn(conv(x))`` directly: HRNet's stem and the
 # residual blocks. Only used on modules whose forward is known to follow this pattern.
 _CONV_BN_ATTRS = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
-_CONV_BN_OWNERS = (BasicBlock, Bottleneck, PoseHRNet)
+_CONV_BN_OWNERS = (BasicBlock, Bottleneck, HRNetTrunk)  # every network (V1/V2/V2p/cls) is an HRNetTrunk
 
 
 def crops_to_tensor(crops_nhwc) -> torch.Tensor:

@@ -39,16 +39,13 @@ import torch
 
 from pose.errors import CheckpointError
 from pose.models import HRNET_ARCHS
+from pose.models.presets import OFFICIAL_PRETRAINED_LAYERS
 
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
 StateDict = Dict[str, torch.Tensor]
 
-# ImageNet-checkpoint key prefixes the official pose YAMLs copy into the pose net
-# (MODEL.EXTRA.PRETRAINED_LAYERS, research doc 1.7): the whole backbone, not the classifier head.
-OFFICIAL_PRETRAINED_LAYERS = ("conv1", "bn1", "conv2", "bn2", "layer1", "transition1", "stage2",
-                              "transition2", "stage3", "transition3", "stage4")
 # Keys of the classification HRNet that only exist there (research doc 1.8).
 _CLASSIFIER_PREFIXES = ("incre_modules.", "downsamp_modules.", "classifier.")
 _LIST_LIMIT = 10

@@ -13,7 +13,7 @@ There is no global config: ``_C`` below is private and only ever cloned by
 """
 from yacs.config import CfgNode as CN
 
-from pose.weights import OFFICIAL_PRETRAINED_LAYERS
+from pose.models.presets import OFFICIAL_PRETRAINED_LAYERS
 
 # Values of the keys whose meaning is defined by the config-reading builders themselves (training,
 # augmentation); the other choice lists live with the code that interprets them (pose.codec.DECODERS,

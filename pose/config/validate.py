@@ -14,9 +14,8 @@ from pose.codec import DECODERS
 from pose.config.defaults import AMP_DTYPES, HALF_BODY_DRAWS, OPTIMIZERS
 from pose.errors import ConfigError
 from pose.keypoints import KEYPOINT_SPECS
+from pose.models.presets import BLOCK_NAMES, FUSE_METHODS, STAGE_KEYS
 
-BLOCKS = ("BASIC", "BOTTLENECK")
-STAGE_KEYS = ("NUM_MODULES", "NUM_BRANCHES", "BLOCK", "NUM_BLOCKS", "NUM_CHANNELS", "FUSE_METHOD")
 HEATMAP_STRIDE = 4  # input pixels per heatmap pixel: the HRNet head runs at 1/4 resolution
 SIZE_DIVISOR = 32   # input W and H must be multiples of this (lowest branch runs at 1/32)
 
@@ -137,8 +136,8 @@ class _Validator:
                     or not all(type(v) is int and v > 0 for v in values)):
                 self.fail(f"{key}.{list_key}", f"got {values!r}; expected {n} positive integers "
                           "(one per branch, NUM_BRANCHES == len(NUM_BLOCKS) == len(NUM_CHANNELS))")
-        self.one_of(f"{key}.BLOCK", BLOCKS)
-        self.one_of(f"{key}.FUSE_METHOD", ("SUM",))
+        self.one_of(f"{key}.BLOCK", BLOCK_NAMES)
+        self.one_of(f"{key}.FUSE_METHOD", FUSE_METHODS)
 
     def check_dataset(self) -> None:
         ds = self.cfg.DATASET

@@ -449,6 +449,14 @@ def trunk_kwargs(arch: HRNetArch) -> Dict[str, object]:
     return {"stage1": arch.stage1, "stem_channels": arch.stem_channels}
 
 
+def check_heatmap_head(num_keypoints: int, final_conv_kernel: int) -> None:
+    """ConfigError unless K >= 1 and the final conv kernel is 1 or 3 (the heatmap heads V1 and V2)."""
+    if final_conv_kernel not in (1, 3):
+        raise ConfigError(f"FINAL_CONV_KERNEL must be 1 or 3, got {final_conv_kernel}")
+    if int(num_keypoints) < 1:
+        raise ConfigError(f"num_keypoints must be >= 1, got {num_keypoints}")
+
+
 class PoseHRNet(HRNetTrunk):
     """Official ``pose_hrnet``: the HRNet trunk + the V1 heatmap head, with input normalisation inside.
 
@@ -469,10 +477,7 @@ class PoseHRNet(HRNetTrunk):
 
     def __init__(self, num_keypoints: int, stages: Sequence[StageLike], *, stem_channels: int = 64,
                  final_conv_kernel: int = 1, stage1: StageLike = OFFICIAL_STAGE1):
-        if final_conv_kernel not in (1, 3):
-            raise ConfigError(f"FINAL_CONV_KERNEL must be 1 or 3, got {final_conv_kernel}")
-        if int(num_keypoints) < 1:
-            raise ConfigError(f"num_keypoints must be >= 1, got {num_keypoints}")
+        check_heatmap_head(num_keypoints, final_conv_kernel)
         super().__init__(stages, stage1=stage1, stem_channels=stem_channels, multi_scale_output=False)
         self.num_keypoints = int(num_keypoints)
         self.final_layer = nn.Conv2d(self.branch_channels[0], self.num_keypoints,

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pose.errors import ConfigError
-from pose.models.hrnet import OFFICIAL_STAGE1, HRNetTrunk, StageLike, _bn
+from pose.models.hrnet import OFFICIAL_STAGE1, HRNetTrunk, StageLike, _bn, check_heatmap_head
 from pose.models.presets import PYRAMID_CHANNELS, PYRAMID_LEVEL_CHOICES, PYRAMID_LEVELS
 
 
@@ -70,10 +70,7 @@ class PoseHRNetV2(HRNetTrunk):
 
     def __init__(self, num_keypoints: int, stages: Sequence[StageLike], *, stem_channels: int = 64,
                  final_conv_kernel: int = 1, stage1: StageLike = OFFICIAL_STAGE1):
-        if final_conv_kernel not in (1, 3):
-            raise ConfigError(f"FINAL_CONV_KERNEL must be 1 or 3, got {final_conv_kernel}")
-        if int(num_keypoints) < 1:
-            raise ConfigError(f"num_keypoints must be >= 1, got {num_keypoints}")
+        check_heatmap_head(num_keypoints, final_conv_kernel)
         super().__init__(stages, stage1=stage1, stem_channels=stem_channels, multi_scale_output=True)
         self.num_keypoints = int(num_keypoints)
         concat_channels = sum(self.branch_channels)
