@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 PathLike = Union[str, os.PathLike]
 Loaded = Tuple[torch.nn.Module, Any, HeatmapCodec, KeypointSpec]
 
+#: Numeric precisions a runtime may be asked for; only fp32 is implemented so far (see build_runtime).
+PRECISIONS = ("fp32", "bf16", "int8")
 #: The zoo model used when a command or the API names none.
 DEFAULT_MODEL = "hrnet_w32_coco_256x192"
 #: Friendly names accepted in ``overrides`` besides dotted config keys.
@@ -279,14 +281,20 @@ def load_model(weights=None, cfg=None, *, overrides=(), offline: bool = False, p
 def build_runtime(model: torch.nn.Module, backend: str = "torch", *, device="cpu",
                   input_size: Optional[Sequence[int]] = None, weights_path: Optional[PathLike] = None,
                   cache_dir: Optional[PathLike] = None, threads: Optional[int] = None, compile: bool = False,
-                  autocast_dtype: Optional[torch.dtype] = None) -> Backend:
+                  autocast_dtype: Optional[torch.dtype] = None, precision: str = "fp32") -> Backend:
     """A runtime backend for ``model`` (see :mod:`pose.backends`).
+
+    ``precision`` is one of :data:`PRECISIONS`; today only ``fp32`` runs, the others raise ConfigError.
 
     ``onnxruntime`` (and ``auto`` where it resolves to it) exports the model once, caching the file by a
     hash of weights + input size (:func:`pose.export.export_onnx_cached`, beside ``weights_path`` when
     that folder is writable, else in ``cache_dir`` / ``$POSE_CACHE/onnx``); ``input_size`` (W, H) is then
     required.
     """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision '{precision}' is unknown; expected one of {', '.join(PRECISIONS)}")
+    if precision != "fp32":
+        raise ConfigError(f"precision '{precision}' is not implemented yet; use fp32")
     name = resolve_backend_name(backend, device)
     if name == "onnxruntime":
         if input_size is None:
@@ -301,7 +309,7 @@ def build_runtime(model: torch.nn.Module, backend: str = "torch", *, device="cpu
 
 def load_predictor(weights=None, cfg=None, *, overrides=(), device="cpu", batch_size: Optional[int] = None,
                    flip_test: Optional[bool] = None, offline: bool = False, backend: Optional[str] = None,
-                   pretrained: bool = True) -> Tuple[TopDownPredictor, Any]:
+                   pretrained: bool = True, precision: str = "fp32") -> Tuple[TopDownPredictor, Any]:
     """A ready :class:`TopDownPredictor` and its config (see :func:`load_model` for the arguments).
 
     ``flip_test``, ``batch_size`` and ``backend`` default to ``TEST.FLIP_TEST``,
@@ -312,7 +320,7 @@ def load_predictor(weights=None, cfg=None, *, overrides=(), device="cpu", batch_
     model, cfg, codec, spec = load_model(weights, cfg, overrides=overrides, offline=offline, pretrained=pretrained)
     weights_path = resolve_weights(weights, offline=True) if pretrained else None
     network = build_runtime(model, backend or str(cfg.TEST.BACKEND), device=device,
-                            input_size=codec.input_size, weights_path=weights_path)
+                            input_size=codec.input_size, weights_path=weights_path, precision=precision)
     predictor = TopDownPredictor(
         network, codec, spec, device=device,
         flip_test=bool(cfg.TEST.FLIP_TEST if flip_test is None else flip_test),
@@ -326,6 +334,6 @@ def weights_label(weights, pretrained: bool = True) -> str:
     return text if pretrained else f"random:{text}"
 
 
-__all__ = ["DEFAULT_MODEL", "OVERRIDE_ALIASES", "build_from_checkpoint", "build_runtime", "check_fits_checkpoint",
-           "config_for_zoo_model", "load_model", "load_predictor", "override_pairs", "untrained_model",
-           "weights_label"]
+__all__ = ["DEFAULT_MODEL", "OVERRIDE_ALIASES", "PRECISIONS", "build_from_checkpoint", "build_runtime",
+           "check_fits_checkpoint", "config_for_zoo_model", "load_model", "load_predictor", "override_pairs",
+           "untrained_model", "weights_label"]
