@@ -32,7 +32,7 @@ from pose.config import config_from_yaml_text, get_default_config, with_override
 from pose.errors import CheckpointError, ConfigError, PoseError
 from pose.export import export_onnx_cached
 from pose.keypoints import KeypointSpec, get_keypoint_spec
-from pose.models import arch_from_model_cfg, build_model
+from pose.models import arch_from_model_cfg, build_model, require_heatmap_head
 from pose.predictor import TopDownPredictor
 from pose.weights import (
     PretrainedLoadReport,
@@ -258,6 +258,8 @@ def load_model(weights=None, cfg=None, *, overrides=(), offline: bool = False, p
         ``(model, cfg, codec, spec)``; the model is on the CPU in eval mode with strictly loaded weights.
     """
     pairs = override_pairs(overrides)
+    if cfg is not None:
+        require_heatmap_head(cfg.MODEL, "a pose model")
     if not pretrained:
         if cfg is None:
             cfg = config_for_zoo_model(str(weights or DEFAULT_MODEL))

@@ -80,7 +80,7 @@ from pose.fileio import atomic_write, ensure_output_dir
 from pose.keypoints import get_keypoint_spec
 from pose.loading import is_imagenet_zoo_name, load_imagenet_init
 from pose.losses import heatmap_accuracy, joints_mse_loss, joints_ohkm_mse_loss
-from pose.models import build_model
+from pose.models import build_model, require_heatmap_head
 from pose.predictor import TopDownPredictor
 from pose.run_log import RunLog
 from pose.weights import load_imagenet_pretrained, load_weights, unwrap_model
@@ -151,6 +151,7 @@ def _torch_settings(cfg):
 
 def build_training_model(cfg, dist: Dist) -> torch.nn.Module:
     """The bare pose net: official init (``MODEL.INIT_WEIGHTS``), then ImageNet ``MODEL.PRETRAINED``."""
+    require_heatmap_head(cfg.MODEL, "pose training")
     torch.manual_seed(int(cfg.TRAIN.SEED))  # the same init on every rank (DDP broadcasts rank 0's anyway)
     model = build_model(cfg.MODEL)
     if cfg.MODEL.INIT_WEIGHTS:

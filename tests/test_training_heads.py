@@ -44,3 +44,22 @@ def test_v2_head_trains_from_a_named_imagenet_trunk_and_reloads(tmp_path, monkey
     want, _ = reference.forward_heatmaps(crops)
     assert got.shape == (2, 17, 32, 24)
     np.testing.assert_array_equal(got, want)
+
+
+def test_heads_without_heatmaps_are_refused_with_one_line(tmp_path, capsys):
+    import pytest
+
+    from pose.cli.train import main
+    from pose.config import load_config
+    from pose.errors import ConfigError
+    from pose.loading import load_model
+    from tests.conftest import REPO
+    from tests.test_training import DATA, TINY
+
+    assert main(["--cfg", str(TINY), "--output-dir", str(tmp_path / "run"), *DATA, "MODEL.HEAD", "v2p"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "MODEL.HEAD 'v2p'" in err[0] and "pose training needs them" in err[0]
+    assert not (tmp_path / "run" / "final.pth").exists()
+    cls = load_config(REPO / "configs" / "imagenet" / "cls_hrnet_w18_small_v1_sgd_lr5e-2_wd1e-4_bs32_x100.yaml")
+    with pytest.raises(ConfigError, match="MODEL.HEAD 'classification' .*cls_hrnet.* gives no heatmaps"):
+        load_model(cfg=cls, pretrained=False)

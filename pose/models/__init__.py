@@ -20,6 +20,7 @@ from pose.models.build import (
     build_model_from_arch,
     build_network,
     head_from_model_cfg,
+    require_heatmap_head,
 )
 from pose.models.classification import ClsHRNet
 from pose.models.complexity import (
@@ -49,6 +50,7 @@ __all__ = [
     "HRNetArch", "StageSpec", "get_arch",
     "HRNetTrunk", "PoseHRNet", "PoseHRNetV2", "HRNetV2p", "ClsHRNet", "upsample_concat",
     "build_model", "build_model_from_arch", "build_network", "arch_from_model_cfg", "head_from_model_cfg",
+    "require_heatmap_head",
     "check_input_size", "normalize_crops",
     "count_parameters", "count_macs", "macs_by_module", "macs_to_readme_gflops", "model_summary",
     "classify", "imagenet_eval_crop", "imagenet_categories", "TopKClasses",

@@ -31,6 +31,7 @@ from pose.models.presets import (
     HEAD_V2,
     HEAD_V2P,
     HEADS_BY_MODEL_NAME,
+    HEATMAP_HEADS,
     HRNET_ARCHS,
     IMAGENET_NUM_CLASSES,
     OFFICIAL_STAGE1,
@@ -115,6 +116,21 @@ def head_from_model_cfg(model_cfg: Mapping[str, Any]) -> str:
         owner = next(n for n, heads in HEADS_BY_MODEL_NAME.items() if head in heads)
         raise ConfigError(f"{next(iter(given))} {head!r} does not go with MODEL.NAME {name!r} (its heads: "
                           f"{list(allowed)}); use MODEL.NAME {owner!r}")
+    return head
+
+
+def require_heatmap_head(model_cfg: Mapping[str, Any], purpose: str) -> str:
+    """The head of ``model_cfg``, which must give heatmaps (v1, v2) for ``purpose`` (e.g. 'training').
+
+    Raises:
+        ConfigError: a v2p backbone or a classifier, with what to use instead.
+    """
+    head = head_from_model_cfg(model_cfg)
+    if head not in HEATMAP_HEADS:
+        raise ConfigError(f"MODEL.HEAD {head!r} (MODEL.NAME {model_cfg.get('NAME', POSE_HRNET)!r}) gives no "
+                          f"heatmaps, but {purpose} needs them; expected one of {list(HEATMAP_HEADS)} "
+                          "(build v2p / classification networks with pose.models.build_model and export them "
+                          "with pose.export.export_readout)")
     return head
 
 
@@ -231,4 +247,4 @@ def build_model(model_cfg: Mapping[str, Any]) -> nn.Module:
 
 
 __all__ = ["HRNET_ARCHS", "arch_from_model_cfg", "build_model", "build_model_from_arch", "build_network",
-           "head_from_model_cfg"]
+           "head_from_model_cfg", "require_heatmap_head"]

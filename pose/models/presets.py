@@ -52,6 +52,7 @@ HEAD_V2 = "v2"                           # concat of all branches -> conv-BN-ReL
 HEAD_V2P = "v2p"                         # v2 concat -> 1x1 reduce -> avg-pool pyramid -> conv per level
 HEAD_CLASSIFICATION = "classification"   # incre/downsamp/final_layer/classifier (official cls_hrnet)
 HEAD_NAMES = (HEAD_V1, HEAD_V2, HEAD_V2P, HEAD_CLASSIFICATION)
+HEATMAP_HEADS = (HEAD_V1, HEAD_V2)  # the heads a pose predictor, training and pose-export can use
 # Heads each MODEL.NAME accepts; the first is its default when no head is named.
 HEADS_BY_MODEL_NAME = MappingProxyType({
     POSE_HRNET: (HEAD_V1, HEAD_V2, HEAD_V2P),
