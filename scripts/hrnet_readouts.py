@@ -7,6 +7,7 @@ ones the README quotes: pose heads at 256x192 (H x W), V2p at 800x800, the class
 """
 import argparse
 import sys
+import warnings
 
 from pose.cli.common import add_common_args, run_cli
 
@@ -26,7 +27,8 @@ def _body(args) -> int:
           "loaded / skipped / left at init |\n|---|---|---|---|---|---|---|---|")
     for name in args.arch:
         get_arch(name, TRUNK_ARCHS)  # one-line error for an unknown name
-        with torch.device("meta"):
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*meta parameter.*")  # loading into meta is a no-op
             imagenet = build_model_from_arch(name, head="classification").state_dict()
             for head, ((w, h), what) in READOUTS.items():
                 if head == "v1" and name not in HRNET_ARCHS:

@@ -3,6 +3,7 @@ import functools
 import hashlib
 import logging
 import urllib.request
+import warnings
 
 import pytest
 import torch
@@ -136,3 +137,27 @@ def test_imagenet_init_report_per_head():
         assert (loaded, absent) == (426, 0) and left and all(k.startswith(prefixes) for k in left)
     everything = load_imagenet_pretrained(build_network(arch, head="classification"), state, ["*"])
     assert everything.num_loaded == len(state) and everything.left_at_init == ()
+
+
+@pytest.mark.parametrize("arch,golden", [("hrnet_w18_small_v1", "golden_cls_hrnet_w18_small_v1_seed0.npz"),
+                                         ("hrnet_w32", "golden_cls_hrnet_w32_seed0.npz")])
+def test_official_classifier_state_dicts_pass_the_checks_and_init_the_pose_heads(arch, golden):
+    """The official code's state dicts (goldens): complete, strict through pose.weights, and the init
+    report the README quotes (V1 skips the 78 lower-branch fusion tensors of the last module)."""
+    import numpy as np
+
+    from pose.weights import load_weights
+    from tests.conftest import reference_path
+
+    data = np.load(reference_path(golden), allow_pickle=False)
+    state = {name: torch.from_numpy(np.asarray(data[f"state_dict/{name}"])) for name in data["state_dict_keys"]}
+    assert check_classifier_state_dict(state, arch) == len(state)
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*meta parameter.*")  # copying into meta is a no-op
+        load_weights(build_model_from_arch(arch, head="classification"), state, strict=True)
+        trunk = CLS_HRNET_ARCHS[arch]
+        v1 = load_imagenet_pretrained(build_network(trunk, head="v1"), state)
+        v2 = load_imagenet_pretrained(build_network(trunk, head="v2"), state)
+    fusion = v1.skipped["no counterpart in the model"]
+    assert len(fusion) == 78 and all(".fuse_layers." in k for k in fusion)
+    assert v2.skipped["no counterpart in the model"] == () and v2.num_loaded == v1.num_loaded + 78
