@@ -27,7 +27,7 @@ import torch
 
 from pose.backends import Backend, TorchBackend, build_backend, import_onnxruntime, resolve_backend_name
 from pose.checkpoint import FORMAT, load_checkpoint
-from pose.codec import HeatmapCodec, build_codec
+from pose.codec import HeatmapCodec, build_codec, decoding_from_config
 from pose.config import config_from_yaml_text, get_default_config, with_overrides
 from pose.errors import CheckpointError, ConfigError, PoseError
 from pose.export import export_onnx_cached
@@ -217,7 +217,7 @@ def build_from_checkpoint(path: PathLike, *, cfg=None, overrides=None, checkpoin
     except (TypeError, ValueError) as e:  # PoseErrors are ValueErrors too
         raise CheckpointError(f"checkpoint '{path}': {e}") from None
     if cfg is not None or pairs:  # decoding follows the run config; sizes, sigma, targets stay trained
-        codec = codec.with_decoding(**build_codec(run_cfg).decoding)
+        codec = codec.with_decoding(**decoding_from_config(run_cfg, codec.convention))
 
     model = build_model(trained_cfg.MODEL)
     try:
@@ -260,19 +260,23 @@ def load_model(weights=None, cfg=None, *, overrides=(), offline: bool = False, p
         raise ConfigError("no weights: pass a checkpoint file or a zoo name (e.g. "
                           f"{DEFAULT_MODEL}), or pretrained=False for untrained weights")
     is_zoo_name = str(weights) in ZOO
+    if is_zoo_name:  # zoo files are plain weights; their entry says how they were trained (before any download)
+        cfg = with_overrides(config_for_zoo_model(str(weights)) if cfg is None else cfg, pairs)
+        codec = build_codec(cfg)
+        codec.require_convention(ZOO[str(weights)].convention, f"zoo model '{weights}'")
     path = resolve_weights(weights, offline=offline)
     obj = read_checkpoint(path)
     if obj.get("format") == FORMAT:
         return build_from_checkpoint(path, cfg=cfg, overrides=pairs, checkpoint=obj)
-    if cfg is None:
-        if not is_zoo_name:
+    if not is_zoo_name:  # the config describes plain weights, its TEST.DECODER their convention
+        if cfg is None:
             raise ConfigError(f"weights '{path}' are plain/official/mmpose weights without a config; "
                               "pass --cfg FILE (e.g. configs/coco_hrnet_w32_256x192.yaml)")
-        cfg = config_for_zoo_model(str(weights))
-    cfg = with_overrides(cfg, pairs)
+        cfg = with_overrides(cfg, pairs)
+        codec = build_codec(cfg)
     model = build_model(cfg.MODEL)
     load_weights(model, obj, strict=True, name=path)
-    return model.eval(), cfg, build_codec(cfg), get_keypoint_spec(cfg.DATASET.DATASET)
+    return model.eval(), cfg, codec, get_keypoint_spec(cfg.DATASET.DATASET)
 
 
 # ------------------------------------------------------------------------------------------------
