@@ -6,21 +6,24 @@ One explicit loop, no framework::
     resume from OUTPUT/checkpoint_last.pth if it exists (TRAIN.AUTO_RESUME, default True)
     for epoch in range(begin, END_EPOCH):
         train_one_epoch(...)          # mid-epoch checkpoints every TRAIN.CHECKPOINT_INTERVAL_ITERS
-        scheduler.step()              # after the epoch (see "Schedule" below)
+        scheduler.step()              # after the epoch; TRAIN.LR_SCHEDULE_STEP sets the timing (below)
         validate(...) every TRAIN.VAL_INTERVAL epochs -> model_best.pth on a new best
         checkpoint_last.pth
     final.pth
 
 Recipe (research doc section 4): Adam (lr ``TRAIN.LR``, no weight decay, as the official code) or
 SGD (``MOMENTUM``, ``WD``, ``NESTEROV``); MultiStepLR(``LR_STEP``, ``LR_FACTOR``); optional linear
-warm-up over ``TRAIN.WARMUP_ITERS`` iterations from ``LR * WARMUP_FACTOR``.
+warm-up over ``TRAIN.WARMUP_ITERS`` iterations from ``LR * WARMUP_FACTOR``. Defaults are the official
+behaviour (the audit table in ``docs/design.md`` lists every key and the options that differ).
+
+- **Schedule** (:func:`build_scheduler`). ``TRAIN.LR_SCHEDULE_STEP official`` (default) reproduces the
+  official loop, which calls ``lr_scheduler.step()`` at the *start* of each epoch: with ``LR_STEP
+  [170, 200]`` the lr drops at 0-based epochs 169 and 199. ``paper`` drops it after epochs 170 and 200.
+- **Best model.** ``model_best.pth`` follows the official rule ``perf >= best`` (a tie goes to the
+  later epoch), validated every ``TRAIN.VAL_INTERVAL`` epochs (1, as official).
 
 Decisions that differ from the official ``tools/train.py`` (documented on purpose):
 
-- **Schedule.** We step the scheduler *after* each epoch, so with ``LR_STEP [170, 200]`` epochs
-  0..169 run at ``LR`` and the lr drops after epoch 170, as the paper says. The official loop
-  steps at the *start* of each epoch, which drops the lr one epoch early (0-based epochs 169 and
-  199): an off-by-one we do not reproduce.
 - **Loss.** ``LOSS.USE_OHKM`` is honoured (``joints_ohkm_mse_loss`` with ``LOSS.TOPK``). The
   official trainer never reads it and always builds JointsMSELoss; every official YAML sets it
   false, so the official recipes train identically.
@@ -99,6 +102,25 @@ def build_optimizer(cfg, params) -> torch.optim.Optimizer:
     if t.OPTIMIZER == "adam":
         return torch.optim.Adam(params, lr=t.LR)
     return torch.optim.SGD(params, lr=t.LR, momentum=t.MOMENTUM, weight_decay=t.WD, nesterov=t.NESTEROV)
+
+
+def build_scheduler(cfg, optimizer) -> torch.optim.lr_scheduler.MultiStepLR:
+    """MultiStepLR(``LR_STEP``, ``LR_FACTOR``); the loop steps it once after each epoch.
+
+    ``TRAIN.LR_SCHEDULE_STEP official``: the official loop steps at the start of each epoch, so the lr of
+    0-based epoch ``e`` is the schedule at ``e + 1``; stepping after each epoch with every milestone one
+    epoch earlier gives exactly that (``[170, 200]`` -> drops at epochs 169 and 199; a milestone 1 drops
+    the lr from epoch 0, as the official call at the start of epoch 0 does). ``paper``: the milestones
+    as written (drops at epochs 170 and 200).
+    """
+    t = cfg.TRAIN
+    shift = 1 if t.LR_SCHEDULE_STEP == "official" else 0
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, [int(m) - shift for m in t.LR_STEP], t.LR_FACTOR)
+
+
+def is_new_best(value: float, best: Optional[float]) -> bool:
+    """The official ``model_best`` rule: ``perf_indicator >= best_perf`` (a tie goes to the later epoch)."""
+    return best is None or value >= best
 
 
 def warmup_factor(global_step: int, warmup_iters: int, start_factor: float) -> float:
@@ -419,7 +441,7 @@ def _train(cfg, output_dir: Path, dist: Dist, show_progress: bool) -> dict:
     data = build_training_data(cfg, codec, dist)
     model = place_model(cfg, build_training_model(cfg, dist), dist)
     optimizer = build_optimizer(cfg, model.parameters())
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(t.LR_STEP), t.LR_FACTOR)
+    scheduler = build_scheduler(cfg, optimizer)
     scaler = torch.amp.GradScaler(dist.device.type, enabled=bool(t.AMP) and t.AMP_DTYPE == "fp16")
     metric_name = primary_metric(cfg.DATASET.DATASET)
 
@@ -483,7 +505,7 @@ def _train(cfg, output_dir: Path, dist: Dist, show_progress: bool) -> dict:
                 last_val = validate(model, data.val_set, cfg, codec=codec, spec=spec, dist=dist,
                                     output_dir=output_dir, progress=show_progress)
                 value = float(last_val[metric_name])
-                is_best = state.best_metric is None or value > state.best_metric
+                is_best = is_new_best(value, state.best_metric)
                 if is_best:
                     state.best_metric, state.best_epoch = value, epoch
                 run_log.write("val", epoch=epoch, global_step=global_step, metric=metric_name, value=value,

@@ -11,7 +11,7 @@ from yacs.config import CfgNode as CN
 
 from pose.backends import BACKENDS
 from pose.codec import DECODERS
-from pose.config.defaults import AMP_DTYPES, HALF_BODY_DRAWS, OPTIMIZERS
+from pose.config.defaults import AMP_DTYPES, HALF_BODY_DRAWS, LR_SCHEDULE_STEPS, OPTIMIZERS
 from pose.errors import ConfigError
 from pose.keypoints import KEYPOINT_SPECS
 from pose.models.presets import BLOCK_NAMES, FUSE_METHODS, STAGE_KEYS
@@ -173,6 +173,7 @@ class _Validator:
         if (not all(type(s) is int and s > 0 for s in steps)
                 or any(b <= a for a, b in zip(steps, steps[1:]))):
             self.fail("TRAIN.LR_STEP", f"got {steps!r}; expected strictly increasing positive epoch numbers")
+        self.one_of("TRAIN.LR_SCHEDULE_STEP", LR_SCHEDULE_STEPS)
         if not t.LR > 0:
             self.fail("TRAIN.LR", f"got {t.LR!r}; expected a positive learning rate")
         if not t.LR_FACTOR > 0:

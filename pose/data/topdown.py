@@ -127,7 +127,7 @@ class TopDownDataset(torch.utils.data.Dataset):
     def __init__(self, samples: Sequence[PersonSample], *, input_size: Sequence[int], spec: KeypointSpec,
                  codec=None, train: bool = False, seed: int = 0, scale_factor: float = 0.35,
                  rot_factor: float = 45.0, rot_prob: float = 0.6, flip: bool = True, flip_prob: float = 0.5,
-                 half_body_prob: float = 0.0, num_joints_half_body: int = 8, half_body_draw: str = "fair",
+                 half_body_prob: float = 0.0, num_joints_half_body: int = 8, half_body_draw: str = "official",
                  use_joint_weights: bool = False):
         if train and codec is None:
             raise ValueError("TopDownDataset: train=True needs a codec to encode targets")
