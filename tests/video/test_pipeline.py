@@ -380,3 +380,20 @@ def test_degenerate_detector_boxes_are_dropped_with_one_counted_warning(tiny_wei
     assert err[0].endswith("2 zero-size boxes, 1 boxes outside the image")
     (record,) = read_frame_records(out / "000000000785_keypoints.jsonl")
     assert [p["bbox_xywh"] for p in record["persons"]] == [[200, 40, 150, 360]]
+
+
+def test_write_demo_outputs_creates_nothing_before_the_first_frame(tmp_path):
+    from pose.errors import DataError
+    from pose.video.pipeline import write_demo_outputs
+    from pose.video.sources import open_source
+
+    def failing_stream():
+        raise DataError("no frame")
+        yield  # a generator that fails before its first item
+
+    source = open_source(COCO_DIR)
+    out = tmp_path / "new" / "out"
+    with pytest.raises(DataError, match="no frame"):
+        write_demo_outputs(failing_stream(), source, COCO_17, output_dir=out, write_csv=True, progress=False)
+    source.close()
+    assert not (tmp_path / "new").exists()
