@@ -209,13 +209,23 @@ def test_bgr_frame_equals_its_rgb_copy(tiny):
     assert not np.array_equal(wrong.image, a.image)
 
 
-def test_grayscale_and_rgba_arrays_work(tiny):
+def test_public_name():
+    import pose
+
+    assert pose.PoseEstimator is PoseEstimator and pose.Poses is Poses
+
+
+def test_grayscale_rgba_and_pil_images_work(tiny):
+    from PIL import Image
+
     rgb = read_image_rgb(IMAGES[0])
     gray = rgb.mean(axis=2).astype(np.uint8)
     rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
     box = [[50, 50, 200, 300]]
     assert tiny(gray, boxes=box, box_format="xywh").keypoints.shape == (1, 17, 3)
     np.testing.assert_array_equal(tiny(rgba, boxes=box, box_format="xywh").keypoints,
+                                  tiny(rgb, boxes=box, box_format="xywh").keypoints)
+    np.testing.assert_array_equal(tiny(Image.fromarray(rgb), boxes=box, box_format="xywh").keypoints,
                                   tiny(rgb, boxes=box, box_format="xywh").keypoints)
 
 
