@@ -30,7 +30,7 @@ from pose.predictor import WINDOW_CHUNK_BATCHES, TopDownPredictor
 from pose.structures import PersonBox, PoseResult
 from pose.video.detection import build_detector
 from pose.video.pipeline import UNTRAINED_WARNING, BoxFilter, coco_image_id, pose_frames, record_meta
-from pose.video.sources import Frame, FrameSource, open_source
+from pose.video.sources import IMAGE_EXTENSIONS, Frame, FrameSource, open_source
 from pose.zoo import resolve_weights
 
 logger = logging.getLogger(__name__)
@@ -197,7 +197,8 @@ class PoseEstimator:
 
         Args:
             images: one image (a path, an (H, W[, C]) uint8 array, a ``PIL.Image``), a list of them, or
-                a folder / glob pattern (a list, in file-name order; undecodable files are skipped).
+                a folder / glob pattern (a list, in file-name order; undecodable files are skipped). Each
+                result keeps its image; for a large folder iterate :meth:`stream` instead.
             boxes: person boxes instead of the detector: (N, 4) or (N, 5) with scores for one image, a
                 list of those for several. Boxes of zero size or outside the image are dropped (one
                 counted warning).
@@ -218,6 +219,10 @@ class PoseEstimator:
     @staticmethod
     def _frame(image, index: int, color: str) -> Frame:
         if isinstance(image, (str, os.PathLike)):
+            path = Path(image)
+            if path.is_file() and path.suffix.lower() not in IMAGE_EXTENSIONS:
+                raise DataError(f"'{path}' is not an image file (expected {', '.join(IMAGE_EXTENSIONS)}); "
+                                "for a video use PoseEstimator.stream(path)")
             return Frame(index=index, timestamp_s=None, image_rgb=as_rgb_image(image), source_name=Path(image).name)
         return Frame(index=index, timestamp_s=None, image_rgb=as_rgb_image(image, color, what=f"image {index}"),
                      source_name=f"<image {index}>")
