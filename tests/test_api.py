@@ -325,6 +325,22 @@ def test_without_network_the_zoo_model_raises_download_error(tmp_path, monkeypat
     assert "hrnet_w32_coco_256x192" in message and "--weights" in message and "\n" not in message
 
 
+def test_without_network_a_download_attempt_raises_download_error(tmp_path, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setenv("POSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    with pytest.raises(DownloadError) as info:
+        PoseEstimator()
+    message = str(info.value)
+    assert "download of https://" in message and "name resolution" in message and "\n" not in message
+    assert not list((tmp_path / "cache").rglob("*.pth"))
+
+
 def test_precision_is_passed_to_the_loader(tiny_weights):
     with pytest.raises(ConfigError, match="precision 'fp64' is unknown"):
         PoseEstimator(weights=tiny_weights, backend="torch", precision="fp64")
