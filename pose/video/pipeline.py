@@ -185,13 +185,14 @@ def check_output_folder(path: Union[str, Path]) -> Path:
 
 
 def record_meta(predictor, *, model: str, detector: str, untrained: bool = False, **extra) -> dict:
-    """The ``meta`` object of every frame record of a run (model, detector, decoder, flip test, ...).
+    """The ``meta`` object of every frame record of a run (model, detector, decoder, flip test, keypoint names).
 
     ``extra`` (e.g. ``stride``, ``det_every``) is added as given; untrained weights add
     ``untrained_weights: true`` and the banner text.
     """
     meta = {"model": str(model), "detector": str(detector), "decoder": predictor.codec.decoder,
             "flip_test": bool(predictor.flip_test), **extra}
+    meta.setdefault("keypoint_names", list(predictor.spec.keypoint_names))  # the set the model predicts
     if untrained:
         meta.update(untrained_weights=True, warning=UNTRAINED_TEXT)
     return meta
