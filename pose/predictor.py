@@ -12,6 +12,11 @@ callable mapping a float32 (B, 3, H, W) batch of RGB crops in [0, 255] to (B, K,
 (:mod:`pose.backends`; a plain module is wrapped in :class:`pose.backends.TorchBackend`). Building a
 predictor from weights is :func:`pose.loading.load_predictor`'s job.
 
+Boxes or windows that cannot be cropped (NaN/inf, zero or negative size, beyond
+``pose.geometry.MAX_BOX_EXTENT``) raise a one-line :class:`pose.errors.DataError` before any work:
+callers that take boxes from users or detectors drop them first with :func:`pose.geometry.box_problems`
+(and say how many). A box outside the image can be cropped and is kept.
+
 Symbols: N persons, K keypoints, (H, W) model input, (h, w) heatmap.
 """
 import logging
@@ -23,6 +28,7 @@ import torch
 from pose import geometry
 from pose.backends import TorchBackend, crops_to_tensor
 from pose.codec import HeatmapCodec
+from pose.errors import DataError
 from pose.keypoints import KeypointSpec
 from pose.structures import PersonBox, PoseResult
 
@@ -62,6 +68,15 @@ class TopDownPredictor:
         return tuple(self.codec.input_size)
 
     # -- stages ------------------------------------------------------------------------------
+    def check_windows(self, centers: np.ndarray, scales: np.ndarray, codec: Optional[HeatmapCodec] = None) -> None:
+        """Raise DataError (counts per problem) if a window cannot be cropped or mapped back."""
+        codec = codec or self.codec
+        codes = geometry.window_problems(centers, scales, codec.input_size, unbiased=codec.unbiased)
+        if codes.any():
+            raise DataError(f"{int((codes != 0).sum())} of {len(codes)} person windows cannot be cropped "
+                            f"({geometry.count_box_problems(codes)}); expected finite centres and scales > 0 "
+                            "(drop such boxes first: pose.geometry.box_problems)")
+
     def make_windows(self, boxes_xywh: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """(N, 4) boxes -> centres (N, 2), scales (N, 2), official aspect fix and x1.25 padding."""
         return geometry.boxes_to_center_scale(np.asarray(boxes_xywh, dtype=np.float64).reshape(-1, 4),
@@ -109,6 +124,7 @@ class TopDownPredictor:
             (N, K, 3) ``[x_img, y_img, score]``.
         """
         codec = codec or self.codec
+        self.check_windows(centers, scales, codec)
         if heatmaps_flipped_raw is not None:
             heatmaps = codec.flip_average(heatmaps, heatmaps_flipped_raw, self.spec.flip_pairs)
         keypoints_crop, scores = codec.decode(heatmaps)
@@ -130,6 +146,7 @@ class TopDownPredictor:
         """
         centers = np.asarray(centers, dtype=np.float32).reshape(-1, 2)
         scales = np.asarray(scales, dtype=np.float32).reshape(-1, 2)
+        self.check_windows(centers, scales)
         chunk = self.batch_size * WINDOW_CHUNK_BATCHES
         if len(centers) <= chunk:
             return self.predict_crops(self.crop(image_rgb, centers, scales), centers, scales)
@@ -142,7 +159,16 @@ class TopDownPredictor:
         """All person boxes of one image go through the model as one batch (per ``batch_size``)."""
         if len(boxes) == 0:
             return []
-        boxes_xywh = np.array([b.bbox_xywh for b in boxes], dtype=np.float64)
+        try:
+            boxes_xywh = np.array([b.bbox_xywh for b in boxes], dtype=np.float64).reshape(len(boxes), 4)
+        except (TypeError, ValueError):
+            raise DataError(f"person boxes: {[b.bbox_xywh for b in boxes][:3]}...; expected 4 numbers "
+                            "[x, y, w, h] per box") from None
+        codes = geometry.box_problems(boxes_xywh)
+        if codes.any():
+            raise DataError(f"{int((codes != 0).sum())} of {len(codes)} person boxes cannot be cropped "
+                            f"({geometry.count_box_problems(codes)}); expected finite [x, y, w, h] with w, h > 0 "
+                            "(drop such boxes first: pose.geometry.box_problems)")
         centers, scales = self.make_windows(boxes_xywh)
         keypoints = self.predict_windows(image_rgb, centers, scales)
         return [PoseResult(keypoints_img=kp, center_img=c, scale=s, box_score=float(b.score),

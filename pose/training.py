@@ -337,13 +337,19 @@ class _Progress:
 
 
 def prepare_output_dir(cfg, output_dir: Path, dist: Dist) -> None:
-    """Create the run folder, remove temp files of an interrupted save, write ``config.yaml`` (rank 0)."""
+    """Create the run folder (checked writable before any work) and remove temp files of an interrupted
+    save (rank 0). Nothing is written yet: a refused input leaves the folder as it was."""
     if dist.is_main:
         ensure_output_dir(output_dir)
         _clean_stale_temp_files(output_dir)
+    dist.barrier()
+
+
+def write_run_config(cfg, output_dir: Path, dist: Dist) -> None:
+    """``config.yaml`` (rank 0), once data, model, pretrained weights and resume state have been accepted."""
+    if dist.is_main:
         with atomic_write(output_dir / CONFIG_FILE) as f:
             f.write(config_to_yaml(cfg))
-    dist.barrier()
 
 
 def build_training_data(cfg, codec, dist: Dist) -> _Data:
@@ -425,6 +431,7 @@ def _train(cfg, output_dir: Path, dist: Dist, show_progress: bool) -> dict:
 
     last_path = output_dir / LAST
     state = resume_if_possible(cfg, last_path, model, optimizer, scheduler, scaler, dist)
+    write_run_config(cfg, output_dir, dist)
     dist.barrier()
     if dist.world_size > 1:
         ddp_ids = [dist.device.index] if dist.device.type == "cuda" else None
