@@ -144,9 +144,9 @@ class TopDownPredictor:
         Windows are cropped, run and decoded ``WINDOW_CHUNK_BATCHES * batch_size`` at a time, so memory
         stays bounded however many boxes a detector returns (persons are independent: same result).
         """
+        self.check_windows(centers, scales)  # before the float32 cast: a huge window would overflow it
         centers = np.asarray(centers, dtype=np.float32).reshape(-1, 2)
         scales = np.asarray(scales, dtype=np.float32).reshape(-1, 2)
-        self.check_windows(centers, scales)
         chunk = self.batch_size * WINDOW_CHUNK_BATCHES
         if len(centers) <= chunk:
             return self.predict_crops(self.crop(image_rgb, centers, scales), centers, scales)

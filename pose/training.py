@@ -73,8 +73,9 @@ from pose.checkpoint import collect_rng_state, load_checkpoint, restore_rng_stat
 from pose.codec import build_codec
 from pose.config import config_to_yaml, decoder_name, resolve_data_path
 from pose.data import build_dataset
+from pose.data.layout import resolve_dataset_paths
 from pose.distributed import Dist, setup_distributed
-from pose.errors import CheckpointError, PoseError
+from pose.errors import CheckpointError, DataError, PoseError
 from pose.evaluation.runner import decoder_codecs, evaluate_dataset, make_evaluator_factory
 from pose.fileio import atomic_write, ensure_output_dir
 from pose.keypoints import get_keypoint_spec
@@ -356,6 +357,10 @@ def build_training_data(cfg, codec, dist: Dist) -> _Data:
     """The training and validation datasets, this rank's sampler and the iterations per epoch."""
     t = cfg.TRAIN
     train_set = build_dataset(cfg, "train", codec)
+    if len(train_set) == 0:
+        ann_file = resolve_dataset_paths(cfg, "train")["ann_file"]
+        raise DataError(f"annotation file '{ann_file}': no usable training sample (every person is a crowd, "
+                        "unlabelled or skipped); expected persons with labelled keypoints")
     val_set = build_dataset(cfg, "test", codec) if t.VAL_INTERVAL > 0 else None
     sampler = torch.utils.data.DistributedSampler(train_set, num_replicas=dist.world_size, rank=dist.rank,
                                                   shuffle=bool(t.SHUFFLE), seed=int(t.SEED), drop_last=False)

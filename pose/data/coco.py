@@ -30,7 +30,7 @@ Decisions where the official code had none (it crashed or silently misbehaved):
 - Skipped boxes are counted: one warning per file, ``skipped N annotations of 'FILE': M zero-size
   boxes, K boxes outside the image, ...`` (GT) or ``skipped N detections of 'FILE': ...`` (detections:
   zero-size, outside their image when its size is listed, too large; :func:`pose.geometry.box_problems`).
-  A detection file whose every box is unusable is an error.
+  A file whose every person box is unusable is an error (it names the counts).
 - A labelled joint (v > 0) with a non-finite or negative coordinate is set invisible (v = 0);
   one warning per file gives the count.
 - A missing ``area`` (PoseTrack files) is computed as bbox ``w * h``; one warning per file.
@@ -276,7 +276,13 @@ def load_coco_gt_samples(ann_file, image_dir, *, input_size: Sequence[int], spec
             joints = np.nan_to_num(joints, nan=0.0, posinf=0.0, neginf=0.0)
             joints[bad] = 0.0
             rows.append((img, ann, box, joints, vis))
-    warn_skipped_boxes(np.concatenate(box_codes) if box_codes else np.zeros(0, int), ann_file, "annotations")
+    box_codes = np.concatenate(box_codes) if box_codes else np.zeros(0, np.int64)
+    if not rows and box_codes.any():
+        skipped = int(box_codes.astype(bool).sum())
+        raise DataError(f"annotation file '{ann_file}': no usable person annotation; {skipped} "
+                        f"of {len(box_codes)} skipped ({geometry.count_box_problems(box_codes)}); expected boxes "
+                        "with w, h > 0 inside their image and area > 0")
+    warn_skipped_boxes(box_codes, ann_file, "annotations")
     if no_area:
         logger.warning("annotation file '%s': %d annotation(s) have no 'area' (PoseTrack style); "
                        "used bbox w*h instead", ann_file, no_area)
@@ -334,11 +340,11 @@ def load_coco_det_samples(detections: Union[str, os.PathLike, list], ann_file, i
         box_codes.append(code)
         if code == geometry.BOX_OK:
             rows.append((det.index, img, det.bbox_xywh, det.score))
-    warn_skipped_boxes(np.array(box_codes, dtype=np.int64), source, "detections")
     if box_codes and not rows:
         raise DataError(f"detection file '{source}': all {len(box_codes)} person boxes on images of '{ann_file}' "
                         f"are unusable ({geometry.count_box_problems(box_codes)}); expected boxes with "
                         "w, h > 0 that overlap their image")
+    warn_skipped_boxes(np.array(box_codes, dtype=np.int64), source, "detections")
     if unknown and not rows:
         raise DataError(f"detection file '{source}': none of its {unknown} person boxes refers to an image "
                         f"of annotation file '{ann_file}' (first image_id: {first_unknown}); expected "
