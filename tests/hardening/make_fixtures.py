@@ -136,6 +136,7 @@ def _make_annotations(fx: Path) -> None:
     variant("ann_zero_size_boxes.json", zero_size)
     variant("ann_outside_box.json", lambda d: d["annotations"][2].update(bbox=[1e6, 1e6, 10.0, 10.0]))
     variant("ann_all_zero_size.json", lambda d: [a.update(bbox=[10.0, 10.0, 0.0, 0.0]) for a in d["annotations"]])
+    variant("ann_area_string.json", lambda d: d["annotations"][4].update(area="large"))
     variant("ann_unlabelled.json", lambda d: [a.update(keypoints=[0] * 51) for a in d["annotations"]])
     variant("ann_bbox_nan.json", lambda d: d["annotations"][2].update(bbox=[1.0, float("nan"), 3.0, 4.0]))
     variant("ann_bbox_short.json", lambda d: d["annotations"][2].update(bbox=[1.0, 2.0]))
