@@ -12,10 +12,10 @@ callable mapping a float32 (B, 3, H, W) batch of RGB crops in [0, 255] to (B, K,
 (:mod:`pose.backends`; a plain module is wrapped in :class:`pose.backends.TorchBackend`). Building a
 predictor from weights is :func:`pose.loading.load_predictor`'s job.
 
-Boxes or windows that cannot be cropped (NaN/inf, zero or negative size, beyond
-``pose.geometry.MAX_BOX_EXTENT``) raise a one-line :class:`pose.errors.DataError` before any work:
-callers that take boxes from users or detectors drop them first with :func:`pose.geometry.box_problems`
-(and say how many). A box outside the image can be cropped and is kept.
+Boxes or windows that cannot be cropped (NaN/inf, a 0 x 0 window, beyond ``pose.geometry.MAX_BOX_EXTENT``)
+raise a one-line :class:`pose.errors.DataError` before any work. Which usable boxes to keep is the
+caller's policy: the readers, the demo and the API drop every box with a
+:func:`pose.geometry.box_problems` code (zero-size, outside the image, ...) and say how many.
 
 Symbols: N persons, K keypoints, (H, W) model input, (h, w) heatmap.
 """
@@ -164,12 +164,19 @@ class TopDownPredictor:
         except (TypeError, ValueError):
             raise DataError(f"person boxes: {[b.bbox_xywh for b in boxes][:3]}...; expected 4 numbers "
                             "[x, y, w, h] per box") from None
+        # Refuse only what cannot be cropped: a non-finite or too large box, or one whose window is a point
+        # (0 x 0). A 0-wide box of some height still has a window; whether to use it is the caller's
+        # policy (readers, demo and API drop every box with a box_problems code and count them).
         codes = geometry.box_problems(boxes_xywh)
+        codes = np.where(np.isin(codes, (1, 4)), codes, 0)
+        if not codes.any():
+            centers, scales = self.make_windows(boxes_xywh)
+            codes = geometry.window_problems(centers, scales, self.input_size, unbiased=self.codec.unbiased)
         if codes.any():
             raise DataError(f"{int((codes != 0).sum())} of {len(codes)} person boxes cannot be cropped "
                             f"({geometry.count_box_problems(codes)}); expected finite [x, y, w, h] with w, h > 0 "
-                            "(drop such boxes first: pose.geometry.box_problems)")
-        centers, scales = self.make_windows(boxes_xywh)
+                            f"and coordinates within +-{geometry.MAX_BOX_EXTENT:.0f} px (drop such boxes first: "
+                            "pose.geometry.box_problems)")
         keypoints = self.predict_windows(image_rgb, centers, scales)
         return [PoseResult(keypoints_img=kp, center_img=c, scale=s, box_score=float(b.score),
                            image_id=b.image_id, bbox_xywh=tuple(b.bbox_xywh), track_id=b.track_id)
