@@ -39,7 +39,8 @@ PIXEL_STD = 200.0
 BOX_PADDING = 1.25
 
 __all__ = [
-    "PIXEL_STD", "BOX_PADDING", "BOX_OK", "BOX_PROBLEMS", "MAX_BOX_EXTENT", "box_problems", "gt_box_problems",
+    "PIXEL_STD", "BOX_PADDING", "BOX_OK", "BOX_PROBLEMS", "MAX_BOX_EXTENT", "MAX_WINDOW_EXTENT", "box_problems",
+    "gt_box_problems",
     "window_problems", "count_box_problems", "xywh_to_xyxy", "xyxy_to_xywh", "box_iou_xyxy", "nms_xyxy",
     "clean_gt_boxes",
     "boxes_to_center_scale",
@@ -74,13 +75,17 @@ _SINGULAR = {1: "non-finite box", 2: "zero-size box", 3: "box outside the image"
 #: dtype of centre and scale) no longer holds whole pixels, so neither the crop nor the keypoints mapped
 #: back mean anything (and 1e39 overflows float32 to inf).
 MAX_BOX_EXTENT = float(2 ** 24)
+#: Largest crop window side (``scale * 200``, pixels): a box within :data:`MAX_BOX_EXTENT` grows by the
+#: 1.25 padding and the aspect fix, so windows get 4x the room (aspect ratios up to 3.2 stay consistent).
+MAX_WINDOW_EXTENT = 4 * MAX_BOX_EXTENT
 
 
 def box_problems(boxes_xywh: np.ndarray, image_size: Optional[Sequence[float]] = None) -> np.ndarray:
     """Why each box cannot be cropped: (N,) int codes, :data:`BOX_OK` (0) or a key of :data:`BOX_PROBLEMS`.
 
-    A box is unusable when a coordinate is NaN/inf (1), when its width or height is not > 0 (2: zero or
-    negative size, a 0x0 crop window has a singular matrix), when a coordinate or its far corner is
+    A box is unusable when a coordinate is NaN/inf (1), when its width or height is not > 0 or both are
+    under one pixel (2: zero or negative size; a point window has a singular matrix, and a window of one
+    pixel is singular in the UDP ``size - 1`` convention), when a coordinate or its far corner is
     beyond :data:`MAX_BOX_EXTENT` in magnitude (4), or, given ``image_size`` ``(W, H)``, when it does not
     overlap the image ``[0, W] x [0, H]`` at all (3). The first problem found is reported (in the order
     1, 2, 4, 3). Detector boxes (``--det-file``, the demo, the API) are filtered with this function.
@@ -90,7 +95,7 @@ def box_problems(boxes_xywh: np.ndarray, image_size: Optional[Sequence[float]] =
     finite = np.isfinite(b).all(axis=1)
     codes[~finite] = 1
     with np.errstate(invalid="ignore", over="ignore"):
-        empty = finite & ~((b[:, 2] > 0) & (b[:, 3] > 0))
+        empty = finite & (~((b[:, 2] > 0) & (b[:, 3] > 0)) | ((b[:, 2] < 1) & (b[:, 3] < 1)))
         codes[empty] = 2
         far = np.abs(np.concatenate([b, b[:, :2] + b[:, 2:]], axis=1)).max(axis=1) > MAX_BOX_EXTENT
         huge = finite & ~empty & far
@@ -134,8 +139,11 @@ def window_problems(centers: np.ndarray, scales: np.ndarray, output_size: Option
     """Why each crop window cannot be used: (N,) int codes as :func:`box_problems` (0 = usable).
 
     Non-finite centre or scale (1); a scale not > 0, or (given the grid ``output_size`` ``(W, H)``) a
-    crop matrix that is singular or not finite (2: e.g. a sub-pixel UDP window); a centre or size
-    beyond :data:`MAX_BOX_EXTENT` pixels (4).
+    crop matrix that is singular or not finite (2: e.g. a sub-pixel UDP window); a centre beyond
+    :data:`MAX_BOX_EXTENT` or a side beyond :data:`MAX_WINDOW_EXTENT` pixels (4). The window of a box
+    that :func:`box_problems` accepts is accepted here too, except in the UDP convention for a box of
+    about one pixel beyond ~1e5 px from the origin (its float32 window points coincide): the predictor
+    refuses that one with a DataError.
     """
     c = np.asarray(centers, dtype=np.float64).reshape(-1, 2)
     s = np.asarray(scales, dtype=np.float64).reshape(-1, 2)
@@ -146,7 +154,7 @@ def window_problems(centers: np.ndarray, scales: np.ndarray, output_size: Option
         empty = finite & ~(s > 0).all(axis=1)
         codes[empty] = 2
         huge = finite & ~empty & ((np.abs(c).max(axis=1) > MAX_BOX_EXTENT)
-                                  | (s.max(axis=1) * PIXEL_STD > MAX_BOX_EXTENT))
+                                  | (s.max(axis=1) * PIXEL_STD > MAX_WINDOW_EXTENT))
         codes[huge] = 4
         rest = np.flatnonzero(codes == BOX_OK)
         if len(rest) and output_size is not None:

@@ -216,6 +216,22 @@ def test_box_problems_huge_boxes_are_too_large_not_cropped():
     assert g.box_problems(boxes, image_size=(640, 480)).tolist() == [4, 0, 4, 4, 4]  # "too large" comes first
 
 
+def test_a_box_that_box_problems_accepts_has_a_usable_window(rng):
+    """Readers filter with box_problems, the dataset and predictor check windows: they must agree."""
+    def sides(n):
+        return np.exp(rng.uniform(np.log(1e-3), np.log(g.MAX_BOX_EXTENT), n)) * rng.choice([1, 0.5, 0.0, -1], n)
+
+    n = 4000
+    for unbiased, reach in ((False, g.MAX_BOX_EXTENT / 2), (True, 1e5)):  # UDP: ~1 px boxes far out collapse
+        boxes = np.stack([rng.uniform(-reach, reach, n), rng.uniform(-reach, reach, n), sides(n), sides(n)], axis=1)
+        boxes = np.concatenate([boxes, [[0, 0, 1, 0.1], [0, 0, 0.99, 0.99], [0, 0, g.MAX_BOX_EXTENT, 1]]])
+        ok = g.box_problems(boxes) == 0
+        assert 0.2 < ok.mean() < 0.8 and not ok[-2] and ok[-1]
+        for input_size in ((192, 256), (256, 256), (288, 384)):
+            c, s = g.boxes_to_center_scale(boxes[ok], input_size)
+            assert not g.window_problems(c, s, input_size, unbiased=unbiased).any()
+
+
 def test_gt_box_problems_the_box_decides_not_the_area():
     """Issue 16: [10, 10, -5, -5] / [10, 10, 0, 0] with a positive area used to survive as a 0x0 box."""
     boxes = [[10, 10, -5, -5], [10, 10, 0, 0], [10, 10, 0.5, 0.5], [1e6, 1e6, 10, 10], [99.5, 5, 10, 10],
