@@ -76,8 +76,9 @@ from pose.checkpoint import collect_rng_state, load_checkpoint, restore_rng_stat
 from pose.codec import build_codec
 from pose.config import config_to_yaml, decoder_name, resolve_data_path
 from pose.data import build_dataset
+from pose.data.layout import resolve_dataset_paths
 from pose.distributed import Dist, setup_distributed
-from pose.errors import CheckpointError, PoseError
+from pose.errors import CheckpointError, DataError, PoseError
 from pose.evaluation.runner import decoder_codecs, evaluate_dataset, make_evaluator_factory
 from pose.fileio import atomic_write, ensure_output_dir
 from pose.keypoints import get_keypoint_spec
@@ -359,19 +360,29 @@ class _Progress:
 
 
 def prepare_output_dir(cfg, output_dir: Path, dist: Dist) -> None:
-    """Create the run folder, remove temp files of an interrupted save, write ``config.yaml`` (rank 0)."""
+    """Create the run folder (checked writable before any work) and remove temp files of an interrupted
+    save (rank 0). Nothing is written yet: a refused input leaves the folder as it was."""
     if dist.is_main:
         ensure_output_dir(output_dir)
         _clean_stale_temp_files(output_dir)
+    dist.barrier()
+
+
+def write_run_config(cfg, output_dir: Path, dist: Dist) -> None:
+    """``config.yaml`` (rank 0), once data, model, pretrained weights and resume state have been accepted."""
+    if dist.is_main:
         with atomic_write(output_dir / CONFIG_FILE) as f:
             f.write(config_to_yaml(cfg))
-    dist.barrier()
 
 
 def build_training_data(cfg, codec, dist: Dist) -> _Data:
     """The training and validation datasets, this rank's sampler and the iterations per epoch."""
     t = cfg.TRAIN
     train_set = build_dataset(cfg, "train", codec)
+    if len(train_set) == 0:
+        ann_file = resolve_dataset_paths(cfg, "train")["ann_file"]
+        raise DataError(f"annotation file '{ann_file}': no usable training sample (every person is a crowd, "
+                        "unlabelled or skipped); expected persons with labelled keypoints")
     val_set = build_dataset(cfg, "test", codec) if t.VAL_INTERVAL > 0 else None
     sampler = torch.utils.data.DistributedSampler(train_set, num_replicas=dist.world_size, rank=dist.rank,
                                                   shuffle=bool(t.SHUFFLE), seed=int(t.SEED), drop_last=False)
@@ -447,6 +458,7 @@ def _train(cfg, output_dir: Path, dist: Dist, show_progress: bool) -> dict:
 
     last_path = output_dir / LAST
     state = resume_if_possible(cfg, last_path, model, optimizer, scheduler, scaler, dist)
+    write_run_config(cfg, output_dir, dist)
     dist.barrier()
     if dist.world_size > 1:
         ddp_ids = [dist.device.index] if dist.device.type == "cuda" else None

@@ -268,8 +268,8 @@ def test_degenerate_boxes_are_dropped_with_one_counted_warning(tiny, caplog):
         poses = tiny(rgb, boxes=boxes, box_format="xywh")
     assert poses.boxes_xywh.tolist() == [[40, 30, 200, 300]]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert warnings == ["dropped 4 given boxes that cannot be cropped: 1 non-finite boxes, 2 zero-size boxes, "
-                        "1 boxes outside the image"]
+    assert warnings == ["dropped 4 given boxes that cannot be cropped: 1 non-finite box, 2 zero-size boxes, "
+                        "1 box outside the image"]
 
 
 class _DegenerateDetector:

@@ -145,8 +145,8 @@ class _Validator:
         if spec is not None and self.cfg.MODEL.NUM_JOINTS != spec.num_keypoints:
             self.fail("MODEL.NUM_JOINTS", f"got {self.cfg.MODEL.NUM_JOINTS} for DATASET.DATASET "
                       f"'{ds.DATASET}'; expected {spec.num_keypoints} (the {spec.name} keypoint spec)")
-        if not ds.SCALE_FACTOR >= 0:
-            self.fail("DATASET.SCALE_FACTOR", f"got {ds.SCALE_FACTOR!r}; expected >= 0")
+        if not 0 <= ds.SCALE_FACTOR < 1:  # the jitter is clipped to [1 - SF, 1 + SF]: SF >= 1 allows a 0 scale
+            self.fail("DATASET.SCALE_FACTOR", f"got {ds.SCALE_FACTOR!r}; expected 0 <= SCALE_FACTOR < 1")
         if not ds.ROT_FACTOR >= 0:
             self.fail("DATASET.ROT_FACTOR", f"got {ds.ROT_FACTOR!r}; expected >= 0 degrees")
         if not ds.PROB_HALF_BODY <= 1:

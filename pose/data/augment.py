@@ -70,7 +70,8 @@ def half_body_window(joints: np.ndarray, visible: np.ndarray, *, upper_ids: Sequ
         padding: window enlargement (official 1.5).
 
     Returns:
-        ``(center (2,) float32, scale (2,) float32)`` or ``None`` when fewer than 2 joints qualify.
+        ``(center (2,) float32, scale (2,) float32)`` or ``None`` when fewer than 2 joints qualify or
+        they all lie on one point (the window would have zero size).
     """
     vis = np.asarray(visible, dtype=np.float64)
     vis = vis.reshape(vis.shape[0], -1)[:, 0] > 0
@@ -94,6 +95,8 @@ def half_body_window(joints: np.ndarray, visible: np.ndarray, *, upper_ids: Sequ
         return None
     center = chosen.mean(axis=0)
     w, h = chosen.max(axis=0) - chosen.min(axis=0)
+    if not (w > 0 or h > 0):  # all chosen joints on one point: a zero-size window (the official code crops it)
+        return None
     if w > aspect_ratio * h:
         h = w / np.float32(aspect_ratio)
     elif w < aspect_ratio * h:

@@ -33,11 +33,14 @@ can refuse an input with no usable frame before it builds a model or creates any
 Why a little over 400 lines: the six kinds share one reader thread, one queue policy and one error
 style; splitting them would scatter the threading rules across files.
 """
+import contextlib
 import glob as globlib
 import logging
 import math
 import os
 import queue
+import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -256,28 +259,78 @@ class ImageListSource(FrameSource):
             raise self._none_decoded()
 
 
+class BackendLog(Exception):
+    """What FFmpeg/OpenCV printed while a source was probed; the ``__cause__`` of the refusal."""
+
+
+@contextlib.contextmanager
+def capture_backend_log():
+    """Capture what C libraries (FFmpeg, OpenCV) write to file descriptor 2 inside the block.
+
+    Yields a list that holds the captured text (one string) once the block ends. The descriptor is
+    redirected to a temporary file and restored, also when the block raises; Python's own
+    ``sys.stderr`` is flushed first. Where fd 2 cannot be redirected (closed), nothing is captured.
+    Process-wide while it lasts: keep the block to the probe itself.
+    """
+    captured: List[str] = []
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield captured
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            captured.append(tmp.read().decode("utf-8", errors="replace").strip())
+
+
+def _refusal(message: str, backend_log: List[str]) -> DataError:
+    """A DataError whose cause holds the backend's own words (``--debug`` prints the chain)."""
+    error = DataError(message)
+    text = backend_log[0] if backend_log else ""
+    if text:
+        error.__cause__ = BackendLog(f"FFmpeg/OpenCV said: {text}")
+    return error
+
+
 def _fps_of(cap) -> Optional[float]:
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
     return fps if 0.0 < fps < 1000.0 and math.isfinite(fps) else None
 
 
 class VideoFileSource(FrameSource):
-    """A video file decoded with OpenCV (FFmpeg); ends at the first frame that cannot be decoded."""
+    """A video file decoded with OpenCV (FFmpeg); ends at the first frame that cannot be decoded.
+
+    Opening and reading the first frame run inside :func:`capture_backend_log`: what FFmpeg prints on
+    its own (``[mov,mp4,...] moov atom not found``) does not reach the terminal; it becomes the
+    refusal's ``__cause__`` (``--debug`` shows it) or a DEBUG log line when the video opens.
+    """
 
     kind = "video"
 
     def __init__(self, path: Union[str, os.PathLike], **kw):
         super().__init__(str(path), **kw)
         self.path = Path(path)
-        self._cap = cv2.VideoCapture(str(self.path))
-        if not self._cap.isOpened():
+        with capture_backend_log() as backend_log:
+            self._cap = cv2.VideoCapture(str(self.path))
+            opened = self._cap.isOpened()
+            ok, first = self._cap.read() if opened else (False, None)
+        if not opened:
             self._cap.release()
-            raise DataError(f"video '{self.path}' cannot be opened; expected a video file that "
-                            "OpenCV/FFmpeg can decode")
-        ok, first = self._cap.read()
+            raise _refusal(f"video '{self.path}' cannot be opened; expected a video file that "
+                           "OpenCV/FFmpeg can decode", backend_log)
         if not ok or first is None:
             self._cap.release()
-            raise DataError(f"video '{self.path}' has no decodable frame (corrupt or unsupported codec)")
+            raise _refusal(f"video '{self.path}' has no decodable frame (corrupt or unsupported codec)",
+                           backend_log)
+        if backend_log and backend_log[0]:
+            logger.debug("video '%s': FFmpeg/OpenCV said while opening: %s", self.path, backend_log[0])
         self._first = first
         self.fps = _fps_of(self._cap)
         count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
@@ -336,12 +389,15 @@ def _open_capture_bounded(target, api: int, params: List[int], timeout_s: float,
         result["cap"], result["frame"] = cap, frame
 
     worker = threading.Thread(target=work, name=f"open:{what}", daemon=True)
-    worker.start()
-    worker.join(timeout_s)
+    with capture_backend_log() as backend_log:
+        worker.start()
+        worker.join(timeout_s)
     if worker.is_alive():
-        raise DataError(f"{what} did not open within {timeout_s:g} s (unreachable or not answering)")
+        raise _refusal(f"{what} did not open within {timeout_s:g} s (unreachable or not answering)", backend_log)
     if "error" in result:
-        raise DataError(f"{what} {result['error']}")
+        raise _refusal(f"{what} {result['error']}", backend_log)
+    if backend_log and backend_log[0]:
+        logger.debug("%s: FFmpeg/OpenCV said while opening: %s", what, backend_log[0])
     return result["cap"], result["frame"]
 
 

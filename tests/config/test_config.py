@@ -476,6 +476,7 @@ def test_stage_keys_are_checked_although_extra_is_open(tmp_path):
     (["TEST.BLUR_KERNEL", "4"], "TEST.BLUR_KERNEL"),
     (["DATASET.HALF_BODY_DRAW", "randn"], "DATASET.HALF_BODY_DRAW"),
     (["TRAIN.LR_SCHEDULE_STEP", "before"], "TRAIN.LR_SCHEDULE_STEP"),
+    (["DATASET.SCALE_FACTOR", "1.0"], "DATASET.SCALE_FACTOR"),                # jitter could reach scale 0
     (["TEST.OKS_THRE", "1.5"], "TEST.OKS_THRE"),
     (["TEST.IN_VIS_THRE", "-0.1"], "TEST.IN_VIS_THRE"),
     (["LOSS.TOPK", "18"], "LOSS.TOPK"),

@@ -192,3 +192,14 @@ def test_apply_augmentation_flips_only_when_asked():
     out_image, out_joints, out_vis = apply_augmentation(image, joints, vis, params, COCO_17.flip_pairs)
     assert (out_image[:, -1] == 255).all()
     assert out_joints[1, 0] == pytest.approx(6 - 1 - joints[2, 0])       # left eye <- mirrored right eye
+
+
+def test_half_body_of_joints_on_one_point_gives_no_window():
+    """Issue 16 sibling: chosen joints that coincide would make a zero-size window (a flat training crop)."""
+    joints, vis = _upright_person()
+    kw = dict(upper_ids=COCO_UPPER, lower_ids=COCO_LOWER, aspect_ratio=0.75)
+    joints[:11] = [40.0, 30.0]
+    assert half_body_window(joints, vis, draw_value=0.0, **kw) is None
+    joints[:11, 1] += np.arange(11)  # a vertical line still spans a window (w from h by the aspect)
+    center, scale = half_body_window(joints, vis, draw_value=0.0, **kw)
+    assert (scale > 0).all()

@@ -377,7 +377,7 @@ def test_degenerate_detector_boxes_are_dropped_with_one_counted_warning(tiny_wei
                  "--quiet"]) == 0
     err = [r.getMessage() for r in caplog.records if "cannot be cropped" in r.getMessage()]
     assert len(err) == 1 and "dropped 3 detector boxes of" in err[0]
-    assert err[0].endswith("2 zero-size boxes, 1 boxes outside the image")
+    assert err[0].endswith("2 zero-size boxes, 1 box outside the image")
     (record,) = read_frame_records(out / "000000000785_keypoints.jsonl")
     assert [p["bbox_xywh"] for p in record["persons"]] == [[200, 40, 150, 360]]
 

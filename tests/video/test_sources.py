@@ -232,3 +232,51 @@ def test_peek_on_a_video_is_its_first_frame(data_dir):
     assert [f.index for f in frames][:2] == [0, 10]
     with pytest.raises(RuntimeError, match="before the iteration"):
         src.peek()
+
+
+# ------------------------------------------------------------------------------------------------
+# FFmpeg's own log while probing (issue 16, item 5): silent, kept as the refusal's cause for --debug
+# ------------------------------------------------------------------------------------------------
+def test_capture_backend_log_takes_c_level_writes_to_fd_2(capfd):
+    import os
+
+    from pose.video.sources import capture_backend_log
+
+    with capture_backend_log() as log:
+        os.write(2, b"[mov,mp4 @ 0x1] moov atom not found\n")
+    os.write(2, b"after\n")
+    assert log == ["[mov,mp4 @ 0x1] moov atom not found"]
+    assert capfd.readouterr().err == "after\n"  # restored: later writes reach stderr again
+    with pytest.raises(KeyError), capture_backend_log() as log:
+        os.write(2, b"x\n")
+        raise KeyError("restored also on errors")
+    os.write(2, b"after error\n")
+    assert log == ["x"] and capfd.readouterr().err == "after error\n"
+
+
+@pytest.mark.parametrize("bad", ["truncated", "text"])
+def test_refused_video_prints_one_line_and_ffmpeg_only_with_debug(data_dir, tmp_path, bad):
+    """A subprocess, because FFmpeg writes to fd 2 from C (capsys/capfd of this process would not prove the
+    terminal sees one line)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    path = tmp_path / f"{bad}.mp4"
+    video = (data_dir / VIDEO).read_bytes()
+    path.write_bytes(video[: len(video) // 2] if bad == "truncated" else b"not a video\n")
+    code = ("import sys; from pose.cli.common import run_cli; import argparse\n"
+            "from pose.video.sources import open_source\n"
+            "p = argparse.ArgumentParser(prog='probe'); p.add_argument('path'); p.add_argument('--debug', "
+            "action='store_true')\n"
+            "sys.exit(run_cli('probe', lambda a: open_source(a.path) and 0, p))\n")
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    quiet = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env)
+    assert quiet.returncode == 1
+    assert quiet.stderr.splitlines() == [f"probe: error: video '{path}' cannot be opened; expected a video file "
+                                         "that OpenCV/FFmpeg can decode"]
+    debug = subprocess.run([sys.executable, "-c", code, str(path), "--debug"], capture_output=True, text=True,
+                           env=env)
+    assert debug.returncode == 1 and "moov atom not found" in debug.stderr
+    assert "BackendLog: FFmpeg/OpenCV said:" in debug.stderr
