@@ -34,8 +34,15 @@ from pose.export import export_onnx_cached
 from pose.keypoints import KeypointSpec, get_keypoint_spec
 from pose.models import arch_from_model_cfg, build_model
 from pose.predictor import TopDownPredictor
-from pose.weights import load_weights, read_checkpoint
-from pose.zoo import ZOO, get_model_info, resolve_weights
+from pose.weights import (
+    PretrainedLoadReport,
+    check_classifier_state_dict,
+    load_imagenet_pretrained,
+    load_state_dict_any,
+    load_weights,
+    read_checkpoint,
+)
+from pose.zoo import ZOO, get_imagenet_info, get_model_info, resolve_imagenet_weights, resolve_weights
 
 logger = logging.getLogger(__name__)
 
@@ -341,3 +348,28 @@ def weights_label(weights, pretrained: bool = True) -> str:
 __all__ = ["DEFAULT_MODEL", "OVERRIDE_ALIASES", "PRECISIONS", "build_from_checkpoint", "build_runtime",
            "check_fits_checkpoint", "config_for_zoo_model", "load_model", "load_predictor", "override_pairs",
            "untrained_model", "weights_label"]
+
+
+# ------------------------------------------------------------------------------------------------
+# ImageNet initialisation (MODEL.PRETRAINED)
+# ------------------------------------------------------------------------------------------------
+def is_imagenet_zoo_name(name: str) -> bool:
+    """True when ``name`` is an ImageNet zoo entry or alias (``hrnet_w32_imagenet``, ``HRNet_W48_C_ssld``)."""
+    return get_imagenet_info(str(name)) is not None
+
+
+def load_imagenet_init(model: torch.nn.Module, name: str, prefixes: Sequence[str], *,
+                       offline: bool = False, cache_dir: Optional[PathLike] = None) -> PretrainedLoadReport:
+    """Initialise ``model``'s trunk from a named ImageNet classifier (``MODEL.PRETRAINED <zoo name>``).
+
+    The file is downloaded into the cache once. Entries without a published checksum are checked for
+    completeness (every official classifier tensor, with its shape) before use. The returned report
+    says what was loaded into the network and what was skipped.
+    """
+    path, info = resolve_imagenet_weights(name, offline=offline, cache_dir=cache_dir)
+    state = load_state_dict_any(path)
+    if info.sha256_prefix is None:
+        count = check_classifier_state_dict(state, info.arch, str(path))
+        logger.info("%s: all %d tensors of the official %s classifier present with their shapes",
+                    path.name, count, info.arch)
+    return load_imagenet_pretrained(model, state, prefixes, source_name=f"{info.name} ({path})")

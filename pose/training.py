@@ -82,6 +82,7 @@ from pose.errors import CheckpointError, DataError, PoseError
 from pose.evaluation.runner import decoder_codecs, evaluate_dataset, make_evaluator_factory
 from pose.fileio import atomic_write, ensure_output_dir
 from pose.keypoints import get_keypoint_spec
+from pose.loading import is_imagenet_zoo_name, load_imagenet_init
 from pose.losses import heatmap_accuracy, joints_mse_loss, joints_ohkm_mse_loss
 from pose.models import build_model
 from pose.predictor import TopDownPredictor
@@ -177,7 +178,11 @@ def build_training_model(cfg, dist: Dist) -> torch.nn.Module:
     model = build_model(cfg.MODEL)
     if cfg.MODEL.INIT_WEIGHTS:
         model.init_weights()
-    if cfg.MODEL.PRETRAINED:
+    if cfg.MODEL.PRETRAINED and is_imagenet_zoo_name(cfg.MODEL.PRETRAINED):  # e.g. hrnet_w32_imagenet
+        report = load_imagenet_init(model, cfg.MODEL.PRETRAINED, list(cfg.MODEL.EXTRA.PRETRAINED_LAYERS))
+        if dist.is_main:
+            logger.info(report.summary())
+    elif cfg.MODEL.PRETRAINED:
         path = resolve_data_path(cfg, cfg.MODEL.PRETRAINED)
         if not os.path.isfile(path):
             raise CheckpointError(f"MODEL.PRETRAINED: '{path}' does not exist; expected an ImageNet HRNet "

@@ -69,7 +69,9 @@ _C.CUDNN.ENABLED = True
 # MODEL
 # ------------------------------------------------------------------------------------------------
 _C.MODEL = CN()
-# Network family. Only 'pose_hrnet' is implemented (official also had 'pose_resnet').
+# Network family: 'pose_hrnet' (official pose repo) or 'cls_hrnet' (the official ImageNet classifier of
+# HRNet/HRNet-Image-Classification, whose YAMLs in configs/imagenet/ load unchanged). The official
+# 'pose_resnet' is not implemented.
 _C.MODEL.NAME = "pose_hrnet"
 # Official: run init_weights (normal(0, 0.001) convs, BN 1/0) and then load MODEL.PRETRAINED if it exists.
 _C.MODEL.INIT_WEIGHTS = True
@@ -95,6 +97,13 @@ _C.MODEL.SIGMA = 2.0
 # '' = take the stages from MODEL.EXTRA. If set and MODEL.EXTRA has no STAGE2, the model builder fills
 # STAGE2..4 from the preset; if MODEL.EXTRA has stages, they win.
 _C.MODEL.ARCH = ""
+# Project key. How the trunk's branches are read out (arXiv 1908.07919, Fig. 4): '' = the default head of
+# MODEL.NAME ('v1' for pose_hrnet, 'classification' for cls_hrnet); 'v1' (top branch, the official pose
+# net), 'v2' (all branches upsampled + concatenated, then conv-BN-ReLU and the heatmap conv), 'v2p' (the
+# v2 concatenation pooled to a feature pyramid, a detection backbone) or 'classification' (cls_hrnet only).
+_C.MODEL.HEAD = ""
+# Classifier outputs for MODEL.NAME cls_hrnet (official default 1000, ImageNet-1k); unused by pose heads.
+_C.MODEL.NUM_CLASSES = 1000
 # Architecture details, free-form like the official tree (new keys allowed). For pose_hrnet the official
 # YAMLs set, for n in 2, 3, 4:
 #   STAGEn.NUM_MODULES   int        number of HighResolutionModules (exchange units) in the stage
@@ -104,6 +113,9 @@ _C.MODEL.ARCH = ""
 #   STAGEn.NUM_CHANNELS  [int] * n  block width per branch, highest resolution first (W32: 32, 64, 128, 256)
 #   STAGEn.FUSE_METHOD   str        'SUM' (the only method; the official code always sums)
 # Either all three stages are given or none (then MODEL.ARCH must name a preset).
+# cls_hrnet YAMLs also set STAGE1 (layer1: NUM_MODULES 1, one branch, spelled NUM_RANCHES there, BLOCK,
+# NUM_BLOCKS [n], NUM_CHANNELS [c]) and WITH_HEAD (ignored, as the official code ignores it); v2p reads
+# PYRAMID_LEVELS (4 or 5), PYRAMID_CHANNELS (256) and PYRAMID_CONV_KERNEL (1 or 3) when given.
 _C.MODEL.EXTRA = CN(new_allowed=True)
 # Prefixes of ImageNet-checkpoint keys copied into the pose net ('*' as first entry = all keys).
 _C.MODEL.EXTRA.PRETRAINED_LAYERS = list(OFFICIAL_PRETRAINED_LAYERS)

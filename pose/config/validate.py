@@ -14,7 +14,17 @@ from pose.codec import DECODERS
 from pose.config.defaults import AMP_DTYPES, HALF_BODY_DRAWS, LR_SCHEDULE_STEPS, OPTIMIZERS
 from pose.errors import ConfigError
 from pose.keypoints import KEYPOINT_SPECS
-from pose.models.presets import BLOCK_NAMES, FUSE_METHODS, STAGE_KEYS
+from pose.models.presets import (
+    BLOCK_NAMES,
+    CLS_HRNET,
+    FUSE_METHODS,
+    HEAD_NAMES,
+    HEADS_BY_MODEL_NAME,
+    MODEL_NAMES,
+    PYRAMID_LEVEL_CHOICES,
+    STAGE1_BRANCHES_TYPO,
+    STAGE_KEYS,
+)
 
 HEATMAP_STRIDE = 4  # input pixels per heatmap pixel: the HRNet head runs at 1/4 resolution
 SIZE_DIVISOR = 32   # input W and H must be multiples of this (lowest branch runs at 1/32)
@@ -77,7 +87,9 @@ class _Validator:
     # -- checks ----------------------------------------------------------------------------------
     def check_model(self) -> None:
         m = self.cfg.MODEL
-        self.one_of("MODEL.NAME", ("pose_hrnet",))
+        self.one_of("MODEL.NAME", MODEL_NAMES)
+        self.check_head()
+        self.int_at_least("MODEL.NUM_CLASSES", 1)
         self.one_of("MODEL.TARGET_TYPE", ("gaussian",))
         image_w, image_h = self.size("MODEL.IMAGE_SIZE")
         hm_w, hm_h = self.size("MODEL.HEATMAP_SIZE")
@@ -85,7 +97,8 @@ class _Validator:
             self.fail("MODEL.IMAGE_SIZE", f"[{image_w}, {image_h}]; expected W and H divisible by "
                       f"{SIZE_DIVISOR} (HRNet's lowest branch runs at 1/32 and is upsampled by exact "
                       "factors of 2)")
-        if (hm_w * HEATMAP_STRIDE, hm_h * HEATMAP_STRIDE) != (image_w, image_h):
+        # A classifier has no heatmaps (official cls YAMLs leave HEATMAP_SIZE at its default).
+        if m.NAME != CLS_HRNET and (hm_w * HEATMAP_STRIDE, hm_h * HEATMAP_STRIDE) != (image_w, image_h):
             want = [image_w // HEATMAP_STRIDE, image_h // HEATMAP_STRIDE]
             self.fail("MODEL.HEATMAP_SIZE", f"[{hm_w}, {hm_h}] with IMAGE_SIZE [{image_w}, {image_h}]; "
                       f"expected IMAGE_SIZE / {HEATMAP_STRIDE} = {want} "
@@ -100,8 +113,57 @@ class _Validator:
         if not isinstance(layers, (list, tuple)) or not all(isinstance(v, str) for v in layers):
             self.fail("MODEL.EXTRA.PRETRAINED_LAYERS", f"got {layers!r}; expected a list of key prefixes")
 
+    def check_head(self) -> None:
+        """MODEL.HEAD ('' = the NAME's default) and the older MODEL.EXTRA.HEAD must name a head of NAME."""
+        name = self.cfg.MODEL.NAME
+        allowed = HEADS_BY_MODEL_NAME[name]
+        given = {key: str(value).lower() for key, value in (("MODEL.HEAD", self.cfg.MODEL.HEAD),
+                                                              ("MODEL.EXTRA.HEAD",
+                                                               self.cfg.MODEL.EXTRA.get("HEAD", "")))
+                 if value not in (None, "")}
+        for key, head in given.items():
+            if head not in HEAD_NAMES:
+                self.fail(key, f"got {head!r}; expected one of {list(HEAD_NAMES)} ('' = {allowed[0]!r})")
+            if head not in allowed:
+                owner = next(n for n, heads in HEADS_BY_MODEL_NAME.items() if head in heads)
+                self.fail(key, f"got {head!r} with MODEL.NAME {name!r}; expected one of {list(allowed)} "
+                          f"(head {head!r} belongs to MODEL.NAME {owner!r})")
+        if len(set(given.values())) > 1:
+            self.fail("MODEL.HEAD", f"got {given['MODEL.HEAD']!r} but MODEL.EXTRA.HEAD is "
+                      f"{given['MODEL.EXTRA.HEAD']!r}; expected one of them, or both equal")
+        levels = self.cfg.MODEL.EXTRA.get("PYRAMID_LEVELS", PYRAMID_LEVEL_CHOICES[-1])
+        if levels not in PYRAMID_LEVEL_CHOICES or type(levels) is not int:
+            self.fail("MODEL.EXTRA.PYRAMID_LEVELS", f"got {levels!r}; expected one of "
+                      f"{list(PYRAMID_LEVEL_CHOICES)}")
+
+    def check_stage1(self) -> None:
+        """The official cls_hrnet STAGE1 (layer1): one module, one branch (NUM_BRANCHES or NUM_RANCHES)."""
+        key = "MODEL.EXTRA.STAGE1"
+        stage = self.cfg.MODEL.EXTRA.STAGE1
+        if not isinstance(stage, CN):
+            self.fail(key, f"got {stage!r}; expected a section with keys {list(STAGE_KEYS)}")
+        allowed = set(STAGE_KEYS) | {STAGE1_BRANCHES_TYPO}
+        unknown = sorted(set(stage) - allowed)
+        if unknown:
+            self.fail(f"{key}.{unknown[0]}", f"unknown key; expected only {sorted(allowed)}")
+        for one in ("NUM_MODULES", "NUM_BRANCHES", STAGE1_BRANCHES_TYPO):
+            if one in stage and (stage[one] != 1 or type(stage[one]) is not int):
+                self.fail(f"{key}.{one}", f"got {stage[one]!r}; expected 1 (stage 1 is one residual layer)")
+        for list_key in ("NUM_BLOCKS", "NUM_CHANNELS"):
+            values = stage.get(list_key)
+            if (not isinstance(values, (list, tuple)) or len(values) != 1
+                    or not all(type(v) is int and v > 0 for v in values)):
+                self.fail(f"{key}.{list_key}", f"got {values!r}; expected one positive integer in a list")
+        if "BLOCK" not in stage:
+            self.fail(f"{key}.BLOCK", f"missing; expected one of {list(BLOCK_NAMES)}")
+        self.one_of(f"{key}.BLOCK", BLOCK_NAMES)
+        if "FUSE_METHOD" in stage:
+            self.one_of(f"{key}.FUSE_METHOD", FUSE_METHODS)
+
     def check_stages(self) -> None:
         extra = self.cfg.MODEL.EXTRA
+        if "STAGE1" in extra:
+            self.check_stage1()
         present = [n for n in (2, 3, 4) if f"STAGE{n}" in extra]
         if not present:
             if not self.cfg.MODEL.ARCH:

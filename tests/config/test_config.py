@@ -51,6 +51,7 @@ OFFICIAL_DEFAULTS = {
 # DarkPose's addition plus the documented project additions, with their defaults.
 ADDED_DEFAULTS = {
     "TEST.BLUR_KERNEL": 11, "MODEL.ARCH": "", "TEST.DECODER": "", "TEST.BACKEND": "torch",
+    "MODEL.HEAD": "", "MODEL.NUM_CLASSES": 1000,
     "DATASET.HALF_BODY_DRAW": "official", "TRAIN.LR_SCHEDULE_STEP": "official",
     "DATASET.TRAIN_ANN_FILE": "", "DATASET.TEST_ANN_FILE": "",
     "DATASET.TRAIN_IMAGE_DIR": "", "DATASET.TEST_IMAGE_DIR": "", "DATASET.GT_VALID_FILE": "",
