@@ -146,3 +146,11 @@ def test_zoo_models_are_official_convention_and_refuse_udp_before_any_download(o
     with pytest.raises(ConfigError, match=r"decoder 'udp' does not fit zoo model 'hrnet_w32_coco_256x192': it "
                                           r"was trained in the official convention .*none, quarter, dark"):
         load_predictor("hrnet_w32_coco_256x192", overrides=overrides, offline=True)
+
+
+def test_pose_estimator_refuses_udp_on_a_zoo_model(tmp_path, monkeypatch):
+    from pose.api import PoseEstimator
+
+    monkeypatch.setenv("POSE_CACHE", str(tmp_path))
+    with pytest.raises(ConfigError, match=r"decoder 'udp' does not fit zoo model 'hrnet_w32_coco_256x192'"):
+        PoseEstimator("hrnet_w32_coco_256x192", detector="whole-image", decoder="udp", offline=True)
