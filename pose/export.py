@@ -202,13 +202,14 @@ class VerifyResult:
 
 
 def sample_crops(predictor, images: Sequence[np.ndarray] = (), *, num_random: int = 4,
-                 seed: int = 0) -> np.ndarray:
+                 seed: int = 0, input_size: Optional[Sequence[int]] = None) -> np.ndarray:
     """Crops (N, H, W, 3) uint8 for verification, made by ``predictor.crop`` exactly as inference does.
 
     Per image: the whole image and its centred half-size window. Without images: ``num_random`` seeded
-    random crops (smooth noise, so the heatmaps are not flat).
+    random crops (smooth noise, so the heatmaps are not flat) of ``input_size`` (W, H) (default: the
+    predictor's; ``predictor`` may then be None).
     """
-    w, h = predictor.input_size
+    w, h = input_size if input_size is not None else predictor.input_size
     crops = []
     for image in images:
         ih, iw = image.shape[:2]
