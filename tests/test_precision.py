@@ -50,12 +50,15 @@ class PeakNet(nn.Module):
         self.register_buffer("peaks", peaks[None])
         self.pool = nn.AvgPool2d(4)
         self.mix = nn.Conv2d(3, 17, 1)
+        self.head = nn.Conv2d(17, 17, 1)  # identity: the peaks pass through a conv, so autocast touches them
         with torch.no_grad():
             self.mix.weight.mul_(1e-4)
             self.mix.bias.zero_()
+            self.head.weight.copy_(torch.eye(17).view(17, 17, 1, 1))
+            self.head.bias.zero_()
 
     def forward(self, x):
-        return self.peaks + self.mix(self.pool(x / 255.0))
+        return self.head(self.peaks + self.mix(self.pool(x / 255.0)))
 
 
 @pytest.fixture(autouse=True)
