@@ -252,3 +252,20 @@ def test_pose_export_reduced_precision_needs_calibration_images(tiny_checkpoint,
 def test_onnx_file_backends_take_files(tiny):
     with pytest.raises(ConfigError, match="takes an .onnx file"):
         build_backend(tiny[0], "onnxruntime")
+
+
+def test_pose_export_refusal_is_one_line_and_writes_nothing(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = export_main(["--weights", str(tiny_checkpoint), "--precision", "int8", "--calibration-images", str(COCO),
+                        "--output-dir", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "BEYOND THE BOUND" in err[0] and "--force" in err[0]
+    assert not list(out.iterdir())
+
+
+def test_pose_export_calibration_folder_without_images(tiny_checkpoint, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    code = export_main(["--weights", str(tiny_checkpoint), "--precision", "int8", "--calibration-images",
+                        str(tmp_path / "empty"), "--output-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "no .jpg" in err[0] and "empty" in err[0]
