@@ -50,7 +50,7 @@ class OpenVinoBackend:
             :func:`pose.quantize.quantize_onnx`).
         precision: ``fp32``, ``bf16`` (the caller checks the CPU has bf16 units) or ``int8`` (the file
             must be quantised).
-        threads: ``INFERENCE_NUM_THREADS`` (default: OpenVINO's choice).
+        threads: ``INFERENCE_NUM_THREADS`` (default: the CPUs this process may run on, set explicitly).
         performance_hint: ``LATENCY`` (one request at a time, the demo) or ``THROUGHPUT``.
     """
 
@@ -71,9 +71,10 @@ class OpenVinoBackend:
         if not self.onnx_path.is_file():
             raise DataError(f"ONNX model '{self.onnx_path}' does not exist; expected a file written by pose-export")
         self.precision = precision
-        config = {"INFERENCE_PRECISION_HINT": _PRECISION_HINTS[precision], "PERFORMANCE_HINT": performance_hint}
-        if threads is not None:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
+        if threads is None:
+            threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        config = {"INFERENCE_PRECISION_HINT": _PRECISION_HINTS[precision], "PERFORMANCE_HINT": performance_hint,
+                  "INFERENCE_NUM_THREADS": int(threads)}
         try:
             core = ov.Core()
             self.compiled = core.compile_model(core.read_model(str(self.onnx_path)), "CPU", config)
