@@ -25,6 +25,13 @@ number, so output records line up with the video). Errors a user can cause raise
 frame, a webcam index that does not open, an unreachable stream (bounded by ``open_timeout_s``), a
 folder or glob without images. A corrupt image inside a folder is skipped with a warning and counted
 in ``source.skipped``; a video whose tail is damaged ends at its last decodable frame.
+
+:meth:`FrameSource.peek` decodes the first frame *now* (videos and live sources already did, on
+opening; an image list decodes until one image works) and the iteration yields it again, so a caller
+can refuse an input with no usable frame before it builds a model or creates any output.
+
+Why a little over 400 lines: the six kinds share one reader thread, one queue policy and one error
+style; splitting them would scatter the threading rules across files.
 """
 import glob as globlib
 import logging
@@ -110,6 +117,14 @@ class FrameSource:
 
     def _release(self) -> None:
         """Free the underlying device/file (called once, from the thread that read it)."""
+
+    def peek(self) -> Frame:
+        """The first frame, decoded now; the iteration still starts with it.
+
+        Raises:
+            DataError: the source holds no decodable frame (same message the iteration would give).
+        """
+        raise NotImplementedError
 
     def __iter__(self) -> Iterator[Frame]:
         if self._started:
@@ -199,10 +214,11 @@ class ImageListSource(FrameSource):
         self.kind = kind
         self.paths = list(paths)
         self.total_frames = math.ceil(len(self.paths) / self.stride)
+        self._peeked: Optional[Frame] = None
+        self._next_index = 0  # where decoding resumes after a peek
 
-    def _frames(self) -> Iterator[Frame]:
-        decoded = 0
-        for index in range(0, len(self.paths), self.stride):
+    def _decode_from(self, start: int) -> Iterator[Frame]:
+        for index in range(start, len(self.paths), self.stride):
             path = self.paths[index]
             try:
                 image = read_image_rgb(path)
@@ -212,11 +228,32 @@ class ImageListSource(FrameSource):
                 self.skipped += 1
                 logger.warning("skipping %s", e)
                 continue
-            decoded += 1
+            self._next_index = index + self.stride
             yield Frame(index=index, timestamp_s=None, image_rgb=image, source_name=path.name)
+
+    def _none_decoded(self) -> DataError:
+        return DataError(f"{self.kind} '{self.name}': none of its {len(self.paths)} images could be decoded")
+
+    def peek(self) -> Frame:
+        if self._started:
+            raise RuntimeError(f"frame source '{self.name}': peek() must come before the iteration")
+        if self._peeked is None:
+            self._peeked = next(self._decode_from(0), None)
+            if self._peeked is None:
+                raise self._none_decoded()
+        return self._peeked
+
+    def _frames(self) -> Iterator[Frame]:
+        decoded = 0
+        if self._peeked is not None:
+            first, self._peeked = self._peeked, None
+            decoded += 1
+            yield first
+        for frame in self._decode_from(self._next_index):
+            decoded += 1
+            yield frame
         if decoded == 0 and self.paths:
-            raise DataError(f"{self.kind} '{self.name}': none of its {len(self.paths)} images could be "
-                            "decoded")
+            raise self._none_decoded()
 
 
 def _fps_of(cap) -> Optional[float]:
@@ -246,6 +283,11 @@ class VideoFileSource(FrameSource):
         count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.frame_count = count if count > 0 else None
         self.total_frames = math.ceil(count / self.stride) if count > 0 else None
+
+    def peek(self) -> Frame:
+        if self._first is None:
+            raise RuntimeError(f"frame source '{self.name}': peek() must come before the iteration")
+        return Frame(index=0, timestamp_s=0.0, image_rgb=bgr_to_rgb(self._first), source_name=self.name)
 
     def _frames(self) -> Iterator[Frame]:
         cap, index, image_bgr = self._cap, 0, self._first
@@ -325,6 +367,11 @@ class LiveCaptureSource(FrameSource):
         self._cap, self._first = _open_capture_bounded(target, api, params, open_timeout_s + 1.0, what)
         self.fps = _fps_of(self._cap)
         self._t0 = time.monotonic()
+
+    def peek(self) -> Frame:
+        if self._first is None:
+            raise RuntimeError(f"frame source '{self.name}': peek() must come before the iteration")
+        return Frame(index=0, timestamp_s=0.0, image_rgb=bgr_to_rgb(self._first), source_name=self.name)
 
     def _frames(self) -> Iterator[Frame]:
         cap, index, image_bgr = self._cap, 0, self._first

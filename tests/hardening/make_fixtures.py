@@ -166,6 +166,17 @@ def _make_configs(fx: Path) -> None:
                      "TEST_ANN_FILE: 'tests/data/coco/does_not_exist.json'"))
 
 
+def _make_demo_inputs(fx: Path, rng: np.random.Generator) -> None:
+    """pose-demo refusals (a folder where no image decodes) and degenerate detector boxes."""
+    folder = fx / "corrupt_images"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes((COCO / "000000000785.jpg").read_bytes()[:200])
+    (folder / "b.png").write_bytes(rng.integers(0, 256, 500, dtype=np.uint8).tobytes())
+    boxes = ([10, 10, 0, 0], [10, 10, -5, -5], [1e6, 1e6, 10, 10], [200, 40, 150, 360])
+    _write_json(fx / "det_degenerate.json", [{"image_id": 785, "category_id": 1, "bbox": b, "score": 0.9}
+                                             for b in boxes])
+
+
 def make_fixtures(fx) -> dict:
     """Write all catalogue inputs into ``fx`` (created); return the placeholder mapping."""
     fx = Path(fx)
@@ -177,6 +188,7 @@ def make_fixtures(fx) -> dict:
     _make_annotations(fx)
     _make_detections(fx)
     _make_configs(fx)
+    _make_demo_inputs(fx, rng)
     (fx / "a_file").write_text("a file, not a folder\n")
     return placeholders(fx)
 

@@ -196,3 +196,39 @@ def test_bad_stride():
     from pose.errors import ConfigError
     with pytest.raises(ConfigError, match="stride"):
         FrameSource("x", stride=0)
+
+
+# ------------------------------------------------------------------------------------------------
+# peek(): the first frame decoded up front, and yielded again
+# ------------------------------------------------------------------------------------------------
+def test_peek_on_a_folder_skips_corrupt_images_and_keeps_the_iteration_whole(data_dir, tmp_path):
+    good = _coco_images(data_dir)
+    (tmp_path / "000000000000.jpg").write_bytes(b"")
+    for p in good[:2]:
+        shutil.copy(p, tmp_path / p.name)
+    src = open_source(tmp_path)
+    first = src.peek()
+    assert first.source_name == good[0].name and src.skipped == 1
+    assert src.peek() is first  # decoded once
+    frames = list(src)
+    assert [f.source_name for f in frames] == [p.name for p in good[:2]]
+    assert frames[0] is first and src.skipped == 1
+
+
+def test_peek_refuses_a_folder_where_nothing_decodes(tmp_path):
+    for name in ("a.jpg", "b.png"):
+        (tmp_path / name).write_bytes(b"\x00garbage")
+    src = open_source(tmp_path)
+    with pytest.raises(DataError, match="none of its 2 images could be decoded"):
+        src.peek()
+
+
+def test_peek_on_a_video_is_its_first_frame(data_dir):
+    with open_source(data_dir / VIDEO, stride=10) as src:
+        first = src.peek()
+        frames = list(src)
+    assert first.index == 0 and first.timestamp_s == 0.0
+    np.testing.assert_array_equal(first.image_rgb, frames[0].image_rgb)
+    assert [f.index for f in frames][:2] == [0, 10]
+    with pytest.raises(RuntimeError, match="before the iteration"):
+        src.peek()
