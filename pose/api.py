@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from pose.backends import describe_backend
 from pose.config import load_config
 from pose.errors import ConfigError, DataError
 from pose.imageio import as_rgb_image, check_color_order
@@ -120,7 +121,9 @@ class PoseEstimator:
         flip_test, decoder, batch_size: inference settings (default: the model's).
         offline: never download.
         pretrained: False = untrained weights (smoke runs and timing only); every result says so.
-        precision: one of :data:`pose.loading.PRECISIONS`, passed to the loader as given.
+        precision: one of :data:`pose.loading.PRECISIONS`; ``"auto"`` (default) keeps fp32 unless the CPU
+            has bf16 units and a probe on these weights shows bf16 moves no keypoint beyond the fidelity
+            bound (:func:`pose.loading.build_runtime`); :meth:`info` says what was chosen and why.
         det_score, max_persons: detector threshold and cap for a detector given by name.
 
     Raises:
@@ -131,7 +134,7 @@ class PoseEstimator:
     def __init__(self, model: str = DEFAULT_MODEL, *, weights=None, cfg=None, device="cpu",
                  backend: str = "auto", detector: Any = "yolox-nano", flip_test: Optional[bool] = None,
                  decoder: Optional[str] = None, batch_size: Optional[int] = None, offline: bool = False,
-                 pretrained: bool = True, precision: str = "fp32", det_score: float = 0.3,
+                 pretrained: bool = True, precision: str = "auto", det_score: float = 0.3,
                  max_persons: Optional[int] = None):
         if weights is not None and not pretrained:
             raise ConfigError("weights= and pretrained=False exclude each other; pick one")
@@ -160,7 +163,8 @@ class PoseEstimator:
         self.untrained = not pretrained
         self.model_label = str(source) if pretrained else f"random:{cfg_path or source}"
         self.weights_path = Path(resolve_weights(source, offline=True)) if pretrained else None
-        self.device, self.precision = str(device), precision
+        runtime = describe_backend(self.predictor.backend)
+        self.device, self.precision, self.runtime_reason = str(device), runtime["precision"], runtime["reason"]
         if self.untrained:
             logger.warning(UNTRAINED_WARNING)
 
@@ -176,7 +180,8 @@ class PoseEstimator:
                 "keypoint_names": list(self.spec.keypoint_names), "decoder": self.predictor.codec.decoder,
                 "flip_test": bool(self.predictor.flip_test),
                 "backend": getattr(self.predictor.backend, "name", type(self.predictor.backend).__name__),
-                "device": self.device, "precision": self.precision, "detector": self.detector_name,
+                "device": self.device, "precision": self.precision, "runtime_reason": self.runtime_reason,
+                "detector": self.detector_name,
                 "weights": str(self.weights_path) if self.weights_path is not None else "untrained (random)",
                 "untrained_weights": self.untrained}
 

@@ -315,6 +315,8 @@ def test_info_says_what_runs(tiny, tiny_weights):
     assert (info["decoder"], info["backend"], info["device"], info["detector"]) == ("quarter", "torch", "cpu",
                                                                                    "yolox-nano")
     assert info["flip_test"] is False and info["untrained_weights"] is False and info["precision"] == "fp32"
+    # precision defaults to auto, and info() says what auto chose and why (plain torch offers no bf16)
+    assert "precision auto: fp32" in info["runtime_reason"] and "torch" in info["runtime_reason"]
 
 
 def test_without_network_the_zoo_model_raises_download_error(tmp_path, monkeypatch):

@@ -45,8 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="inference backend (default auto: ONNX Runtime on CPU when installed, else "
                             "BatchNorm-folded channels_last torch)")
     model.add_argument("--batch-size", type=int, default=None, help="person crops per forward pass")
-    model.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                       help="numeric precision of the pose model's runtime (default fp32)")
+    model.add_argument("--precision", choices=PRECISIONS, default="auto",
+                       help="numeric precision of the pose model's runtime (default auto: bf16 only where the "
+                            "CPU has bf16 units and a probe on these weights keeps fp32 fidelity, else fp32)")
     model.add_argument("--offline", action="store_true", help="never download; zoo weights must be cached")
     model.add_argument("--offline-fallback", action="store_true",
                        help="if the zoo model cannot be downloaded, warn loudly and run with --random-weights "
@@ -126,6 +127,8 @@ def _body(args) -> int:
         raise
     if args.random_weights:
         print(f"WARNING: {UNTRAINED_WARNING}", file=sys.stderr)
+    info = estimator.info()
+    print(f"pose runtime: {info['backend']} {info['precision']} on {info['device']} ({info['runtime_reason']})")
     summary = write_demo_outputs(poses, source, estimator.spec, output_dir=args.output_dir, kpt_thr=args.kpt_thr,
                                  write_video=not args.no_video, write_csv=args.csv, show=args.show,
                                  untrained=args.random_weights,

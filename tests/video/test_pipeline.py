@@ -236,6 +236,9 @@ def test_image_folder_gives_rendered_images_and_coco_results(tiny_weights, tmp_p
 
     assert main([str(COCO_DIR), "--weights", str(tiny_weights), "--no-flip", "--output-dir", str(tmp_path),
                  "--quiet"]) == 0
+    # the runtime that auto chose is said: random tiny weights cannot verify bf16, so fp32 with the reason
+    runtime = [line for line in capsys.readouterr().out.splitlines() if line.startswith("pose runtime: ")]
+    assert len(runtime) == 1 and " fp32 on cpu (" in runtime[0] and "precision auto: fp32" in runtime[0]
     for image_id in COCO_IDS:
         source = cv2.imread(str(COCO_DIR / f"{image_id:012d}.jpg"))
         rendered = cv2.imread(str(tmp_path / f"{image_id:012d}_pose.jpg"))
