@@ -4,7 +4,8 @@
     python -m benchmarks --only decode        # one (or a comma list of) section(s)
     python -m benchmarks --only decode --json bench.json --rounds 9
 
-Sections live in their own modules (``benchmarks/decode.py``, ``model.py``, ``demo.py``, ``train.py``),
+Sections live in their own modules (``benchmarks/decode.py``, ``model.py``, ``precision.py`` (sections
+``precision`` and ``fidelity``), ``demo.py``, ``train.py``, ``gpu.py`` (only with ``--device cuda``)),
 registered with ``@section`` (:mod:`benchmarks.harness`, which also holds the timing rules). The
 command prints a header with the machine and library versions, a table, and optionally writes
 ``{"header": ..., "rows": [...]}`` as JSON.
@@ -13,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmarks import decode, demo, model, train  # noqa: F401  (registers the sections)
+from benchmarks import decode, demo, gpu, model, precision, train  # noqa: F401  (registers the sections)
 from benchmarks.harness import SECTIONS, machine_header, print_table
 from pose.cli.common import add_common_args, run_cli
 from pose.fileio import ensure_output_dir, write_json
@@ -35,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="OUT", help="also write header and rows to this JSON file")
     p.add_argument("--compile", action="store_true", help="model: also time torch.compile (minutes per shape)")
     p.add_argument("--frames", type=int, default=16, help="demo: number of video frames")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="cuda: also run the gpu section (skipped with a 'not measured' row without a GPU)")
     add_common_args(p)
     return p
 
@@ -49,7 +52,8 @@ def main(argv=None) -> int:
 
 
 def _body(args: argparse.Namespace) -> int:
-    names = [s.strip() for s in args.only.split(",") if s.strip()] or list(SECTIONS)
+    names = [s.strip() for s in args.only.split(",") if s.strip()] or [
+        s for s in SECTIONS if s != "gpu" or args.device == "cuda"]
     unknown = [s for s in names if s not in SECTIONS]
     if unknown:
         print(f"benchmarks: unknown section(s) {', '.join(unknown)}; expected some of {', '.join(SECTIONS)}",

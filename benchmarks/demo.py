@@ -1,11 +1,17 @@
-"""Section ``demo``: end-to-end frames/s (YOLOX-Nano + HRNet-W32 + tracking) vs a per-box eager pipeline."""
+"""Section ``demo``: end-to-end frames/s (YOLOX-Nano + HRNet-W32 + tracking) vs a per-box eager pipeline.
+
+The baseline is the official-style demo: YOLOX-Nano on ``cv2.dnn`` and one eager fp32 forward per person
+box. The fast pipelines batch the boxes of a frame and run YOLOX-Nano on the fastest installed runtime
+(OpenVINO, else ONNX Runtime): ``onnxruntime`` fp32, ``openvino`` fp32 and ``openvino`` bf16 where the CPU
+has bf16 units, and ``auto`` (what ``pose-demo`` picks; its ``describe()`` is printed in the row).
+"""
 import statistics
 from pathlib import Path
 from typing import List
 
 import numpy as np
 
-from benchmarks.harness import REPO, random_bn_hrnet, section, setup_cpu_env, time_rounds
+from benchmarks.harness import REPO, section, setup_cpu_env, time_rounds
 
 
 def _read_frames(path: Path, n: int) -> List[np.ndarray]:
@@ -31,8 +37,6 @@ def bench_demo(args) -> List[dict]:
     import tempfile
 
     from pose.backends import TorchBackend, build_backend
-    from pose.codec import HeatmapCodec
-    from pose.keypoints import COCO_17
     from pose.loading import build_runtime
     from pose.predictor import TopDownPredictor
     from pose.video.detection import build_detector
@@ -41,20 +45,30 @@ def bench_demo(args) -> List[dict]:
     setup_cpu_env(2)
     video = REPO / "demo" / "assets" / "demo_skeleton.mp4"
     frames = _read_frames(video, 4 if args.quick else getattr(args, "frames", 16))
-    detector = build_detector("yolox-nano")
-    model = random_bn_hrnet("hrnet_w32")  # random weights: timing only
-    codec = HeatmapCodec((192, 256), (48, 64), 2.0)
+    from benchmarks.precision import _calibration_crops, _model_and_codec, variants_offered
+
+    baseline_detector = build_detector("yolox-nano", runtime="cv2")
+    fast_detector = build_detector("yolox-nano", threads=2)
+    model, codec, spec, what = _model_and_codec()  # the memorised W32 when cached (auto can then pick bf16)
     rows = []
     with tempfile.TemporaryDirectory(prefix="pose-bench-") as cache_dir:
-        try:
-            fast = build_runtime(model, "onnxruntime", input_size=(192, 256), threads=2, cache_dir=cache_dir)
-        except Exception:
-            fast = build_backend(model, "torch-fast")
+        offered = variants_offered()
+        fast = {}
+        for backend, precision in [("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "bf16")]:
+            if (backend, precision) in offered:
+                fast[f"{backend} {precision}"] = build_runtime(model, backend, precision=precision, threads=2,
+                                                               input_size=codec.input_size, cache_dir=cache_dir)
+        auto = build_runtime(model, "auto", precision="auto", threads=2, input_size=codec.input_size,
+                             cache_dir=cache_dir, codec=codec, calibration_crops=_calibration_crops(model, codec, spec))
+        fast[f"auto ({auto.describe()['backend']} {auto.describe()['precision']})"] = auto
+        if not fast:
+            fast["torch-fast fp32"] = build_backend(model, "torch-fast")
         eager = TorchBackend(model, "cpu")
         persons = []
 
         def pipeline(backend, flip, batch_size):
-            predictor = TopDownPredictor(backend, codec, COCO_17, flip_test=flip, batch_size=batch_size)
+            detector = baseline_detector if batch_size == 1 else fast_detector
+            predictor = TopDownPredictor(backend, codec, spec, flip_test=flip, batch_size=batch_size)
             tracker = PoseTracker()
 
             def run():
@@ -75,7 +89,8 @@ def bench_demo(args) -> List[dict]:
         for flip in (False, True):
             tag = "flip" if flip else "no flip"
             variants[f"per-box eager, {tag}"] = pipeline(eager, flip, 1)
-            variants[f"batched {getattr(fast, 'name', 'fast')}, {tag}"] = pipeline(fast, flip, 32)
+            for label, backend in fast.items():
+                variants[f"batched {label}, {tag}"] = pipeline(backend, flip, 32)
         rounds = 1 if args.quick else max(1, min(args.rounds, 3))
         samples, other, steal = time_rounds(variants, rounds, warmup=0 if args.quick else 1)
         n = len(frames)
@@ -90,5 +105,7 @@ def bench_demo(args) -> List[dict]:
                              "note": f"x{statistics.median(ratios):.2f} vs per-box eager "
                                      f"[{min(ratios):.2f}-{max(ratios):.2f}]"})
         rows.append({"section": "demo", "name": "persons per frame", "n": n, "value": persons[-1] / n,
-                     "unit": "boxes", "note": f"{video.name}; other load {other:.2f} cores, steal {steal:.2f}"})
+                     "unit": "boxes", "note": f"{video.name}; {what}; fast detector on {fast_detector.runtime}; "
+                                              f"auto: {auto.describe()['reason']}; other load {other:.2f} cores, "
+                                              f"steal {steal:.2f}"})
     return rows

@@ -13,7 +13,15 @@ Backends (:func:`build_backend`, names in :data:`BACKENDS`):
   optional fp16/bf16 autocast is meant for GPUs.
 - ``onnxruntime``: :class:`OnnxRuntimeBackend`: an exported ``.onnx`` file run by ONNX Runtime with
   all graph optimisations (the fastest CPU path measured).
+- ``openvino``: :class:`pose.openvino_backend.OpenVinoBackend`: the same ``.onnx`` file compiled by
+  OpenVINO (optional extra ``pose[openvino]``).
 - ``torchscript``: :class:`TorchScriptBackend`, a saved ``torch.jit`` file (export verification).
+
+Precision (:data:`PRECISIONS`, checked by :func:`check_precision`): ``fp32`` everywhere; ``bf16`` on
+``torch-fast`` (autocast) and ``openvino`` (``INFERENCE_PRECISION_HINT``), only where the hardware has bf16
+units (:func:`pose.hardware.bf16_support`); ``int8`` on ``onnxruntime`` and ``openvino`` from a statically
+quantised file (:mod:`pose.quantize`), opt-in and labelled unverified. Every backend has ``describe()``:
+backend, precision and why it was chosen.
 
 Backends take a module or a file; they do not export. :func:`pose.loading.build_runtime` wires
 :mod:`pose.export` (which writes and caches the ONNX file) and these backends together.
@@ -31,22 +39,61 @@ import numpy as np
 import torch
 from torch import nn
 
+from pose.batchnorm import count_batchnorms, fold_batchnorm, fold_conv_bn  # noqa: F401  (re-exported)
 from pose.errors import ConfigError, DataError
-from pose.models.hrnet import BasicBlock, Bottleneck, HRNetTrunk
+from pose.hardware import bf16_support
+from pose.openvino_backend import OpenVinoBackend, openvino_available
+from pose.quantize import INT8_LABEL
 
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
 Backend = Callable[[torch.Tensor], np.ndarray]
-BACKENDS = ("torch", "torch-fast", "onnxruntime", "auto")
+BACKENDS = ("torch", "torch-fast", "onnxruntime", "openvino", "auto")
+#: Numeric precisions; ``auto`` = bf16 where it is offered and keeps fp32 fidelity, else fp32 (pose.loading).
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+#: Which concrete precisions each backend offers (bf16 additionally needs bf16 hardware).
+BACKEND_PRECISIONS = {"torch": ("fp32",), "torch-fast": ("fp32", "bf16"), "onnxruntime": ("fp32", "int8"),
+                      "openvino": ("fp32", "bf16", "int8")}
 ORT_INSTALL_HINT = "pip install onnxruntime (or pip install pose[export])"
-_ALIASES = {"fast": "torch-fast", "ort": "onnxruntime", "onnx": "onnxruntime"}
+_ALIASES = {"fast": "torch-fast", "ort": "onnxruntime", "onnx": "onnxruntime", "ov": "openvino"}
+_AUTOCAST = {"bf16": torch.bfloat16}
 
-# Attribute pairs (conv, bn) where the forward applies ``bn(conv(x))`` directly: HRNet's stem and the
-# residual blocks. Only used on modules whose forward is known to follow this pattern.
-_CONV_BN_ATTRS = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
-_CONV_BN_OWNERS = (BasicBlock, Bottleneck, HRNetTrunk)  # every network (V1/V2/V2p/cls) is an HRNetTrunk
 
+def check_precision(backend: str, precision: str, device="cpu") -> None:
+    """Raise a one-line ConfigError unless ``backend`` (a resolved name) can run ``precision`` on ``device``."""
+    if precision not in PRECISIONS or precision == "auto":
+        raise ConfigError(f"precision '{precision}' is unknown; expected one of {', '.join(PRECISIONS[1:])}")
+    offered = BACKEND_PRECISIONS.get(backend, ("fp32",))
+    if precision not in offered:
+        where = [b for b, ps in BACKEND_PRECISIONS.items() if precision in ps]
+        raise ConfigError(f"precision '{precision}' is not offered by the {backend} backend (it runs "
+                          f"{', '.join(offered)}); use --backend {' or '.join(where)}")
+    if precision == "bf16":
+        ok, why = bf16_support(device)
+        if not ok:
+            raise ConfigError(f"precision 'bf16' refused: {why}; use fp32")
+    if backend == "openvino" and torch.device(device).type != "cpu":
+        raise ConfigError(f"the openvino backend runs on the CPU; got device '{device}'")
+
+
+def describe_backend(backend) -> dict:
+    """``{"backend", "precision", "reason"}`` of any backend (``reason``: why it was chosen, if known)."""
+    precision = getattr(backend, "precision", "fp32")
+    reason = getattr(backend, "choice_reason", "") or "as requested"
+    if precision == "int8":
+        reason = f"{reason}; {INT8_LABEL}"
+    return {"backend": getattr(backend, "name", type(backend).__name__), "precision": precision, "reason": reason}
+
+
+class _Described:
+    """``describe()`` for the backend classes (see :func:`describe_backend`)."""
+
+    precision = "fp32"
+    choice_reason = ""
+
+    def describe(self) -> dict:
+        return describe_backend(self)
 
 def crops_to_tensor(crops_nhwc) -> torch.Tensor:
     """(N, H, W, 3) uint8 RGB crops (numpy or tensor) -> float32 (N, 3, H, W) in [0, 255], the network input."""
@@ -57,7 +104,7 @@ def crops_to_tensor(crops_nhwc) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------------
 # Plain torch
 # ------------------------------------------------------------------------------------------------
-class TorchBackend:
+class TorchBackend(_Described):
     """Runs a ``torch.nn.Module`` in eval mode under ``torch.inference_mode``.
 
     Args:
@@ -92,88 +139,6 @@ class TorchBackend:
 
 
 # ------------------------------------------------------------------------------------------------
-# BatchNorm folding
-# ------------------------------------------------------------------------------------------------
-def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """A new Conv2d computing ``bn(conv(x))`` with eval-mode BN statistics.
-
-    ``w' = w * g / sqrt(var + eps)`` per output channel, ``b' = (b - mean) * g / sqrt(var + eps) + beta``;
-    computed in float64 and stored in the conv's dtype.
-    """
-    if conv.out_channels != bn.num_features:
-        raise ValueError(f"cannot fold BatchNorm2d({bn.num_features}) into a conv with "
-                         f"{conv.out_channels} output channels")
-    if bn.running_mean is None or bn.running_var is None:
-        raise ValueError("cannot fold a BatchNorm2d without running statistics (track_running_stats=False)")
-    dtype = conv.weight.dtype
-    w = conv.weight.detach().double()
-    b = conv.bias.detach().double() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64,
-                                                                                device=w.device)
-    gamma = bn.weight.detach().double() if bn.weight is not None else torch.ones_like(b)
-    beta = bn.bias.detach().double() if bn.bias is not None else torch.zeros_like(b)
-    factor = gamma / torch.sqrt(bn.running_var.detach().double() + bn.eps)
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
-                      padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True,
-                      padding_mode=conv.padding_mode).to(device=w.device)
-    with torch.no_grad():
-        fused.weight.copy_((w * factor.view(-1, 1, 1, 1)).to(dtype))
-        fused.bias = nn.Parameter(((b - bn.running_mean.detach().double()) * factor + beta).to(dtype))
-    fused.weight.requires_grad_(conv.weight.requires_grad)
-    fused.bias.requires_grad_(conv.weight.requires_grad)
-    return fused.to(dtype)
-
-
-def _fold_into(module: nn.Module, owners: tuple) -> int:
-    """Fold in place below ``module`` (which is already a private copy); returns the count."""
-    count = 0
-    if isinstance(module, nn.Sequential):
-        names = list(module._modules)
-        for a, b in zip(names[:-1], names[1:]):
-            conv, bn = module._modules[a], module._modules[b]
-            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-                module._modules[a] = fold_conv_bn(conv, bn)
-                module._modules[b] = nn.Identity()
-                count += 1
-    if isinstance(module, owners):
-        for conv_name, bn_name in _CONV_BN_ATTRS:
-            conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
-            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-                setattr(module, conv_name, fold_conv_bn(conv, bn))
-                setattr(module, bn_name, nn.Identity())
-                count += 1
-    for child in module.children():
-        count += _fold_into(child, owners)
-    return count
-
-
-def count_batchnorms(model: nn.Module) -> int:
-    """Number of ``BatchNorm`` modules (any dimensionality) left in ``model``."""
-    return sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-
-
-def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """A deep copy of ``model`` in eval mode with every BatchNorm2d folded into its preceding conv.
-
-    Folded pairs: a Conv2d directly followed by a BatchNorm2d inside any ``nn.Sequential`` (HRNet's
-    downsample, transition and fuse layers) and the attribute pairs ``conv1/bn1``, ``conv2/bn2``,
-    ``conv3/bn3`` of HRNet's stem and residual blocks. Each folded BN becomes ``nn.Identity`` and its conv
-    gains a bias, so outputs equal the eval-mode original within float32 rounding (~1e-5 on W32). The
-    input normalisation is not folded into ``conv1``: that is inexact at zero-padded borders.
-
-    The number folded is stored as ``model.num_folded_batchnorms`` (292 for HRNet-W32); BNs that do not
-    follow a conv in a recognised pattern are left in place and logged.
-    """
-    folded = copy.deepcopy(model).eval()
-    count = _fold_into(folded, _CONV_BN_OWNERS)
-    left = count_batchnorms(folded)
-    if left:
-        logger.info("fold_batchnorm: %d BatchNorm layers folded, %d left (not after a conv in a known pattern)",
-                    count, left)
-    folded.num_folded_batchnorms = count
-    return folded
-
-
-# ------------------------------------------------------------------------------------------------
 # Torch backend with inference optimisations
 # ------------------------------------------------------------------------------------------------
 class OptimizedTorchBackend(TorchBackend):
@@ -189,20 +154,26 @@ class OptimizedTorchBackend(TorchBackend):
             compiles (20-150 s on a 2-core CPU); worth it only for long runs with fixed shapes.
         autocast_dtype: ``torch.float16`` / ``torch.bfloat16`` mixed precision (GPU). On a CPU without
             bf16 units it is much slower, so a warning is logged there.
+        precision: ``fp32`` or ``bf16`` (bf16 autocast; :func:`check_precision` first). Sets
+            ``autocast_dtype`` unless that is given.
     """
 
     name = "torch-fast"
 
     def __init__(self, model: nn.Module, device="cpu", *, fold_bn: bool = True, channels_last: bool = True,
-                 compile: bool = False, autocast_dtype: Optional[torch.dtype] = None):
+                 compile: bool = False, autocast_dtype: Optional[torch.dtype] = None, precision: str = "fp32"):
+        if precision != "fp32":
+            check_precision(self.name, precision, device)
+            autocast_dtype = autocast_dtype or _AUTOCAST[precision]
+        self.precision = precision if autocast_dtype is None else {torch.bfloat16: "bf16"}.get(autocast_dtype,
+                                                                                              str(autocast_dtype))
         module = fold_batchnorm(model) if fold_bn else copy.deepcopy(model).eval()
         for p in module.parameters():
             p.requires_grad_(False)
         super().__init__(module, device, channels_last=channels_last, autocast_dtype=autocast_dtype)
         self.module = self.model
-        if autocast_dtype is not None and self.device.type == "cpu":
-            logger.warning("autocast to %s on the CPU: without native %s units this is much slower than "
-                           "float32", autocast_dtype, autocast_dtype)
+        if autocast_dtype is not None and self.device.type == "cpu" and not bf16_support("cpu")[0]:
+            logger.warning("autocast to %s on a CPU without bf16 units: much slower than float32", autocast_dtype)
         self.compiled = compile
         if compile:
             self.model = torch.compile(self.module, options={"freezing": True})
@@ -220,20 +191,23 @@ def import_onnxruntime():
     return onnxruntime
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(_Described):
     """ONNX Runtime inference of an exported pose network (input ``images``, output ``heatmaps``).
 
     Args:
         onnx_path: an ``.onnx`` file written by :func:`pose.export.export_onnx`.
         threads: intra-op threads (default: ONNX Runtime's choice, one per physical core).
         providers: execution providers (default ``["CPUExecutionProvider"]``).
+        precision: ``fp32``, or ``int8`` when ``onnx_path`` is a quantised file (:mod:`pose.quantize`);
+            a label for ``describe()``, the file decides the arithmetic.
     """
 
     name = "onnxruntime"
 
     def __init__(self, onnx_path: PathLike, *, threads: Optional[int] = None,
-                 providers: Optional[Sequence[str]] = None):
+                 providers: Optional[Sequence[str]] = None, precision: str = "fp32"):
         ort = import_onnxruntime()
+        self.precision = precision
         if threads is not None and int(threads) < 1:
             raise ConfigError(f"OnnxRuntimeBackend threads: got {threads}, expected an integer >= 1")
         if isinstance(onnx_path, nn.Module):
@@ -276,7 +250,7 @@ class OnnxRuntimeBackend:
         return tuple(self.session.run(list(self.output_names), {self.input_name: x}))
 
 
-class TorchScriptBackend:
+class TorchScriptBackend(_Described):
     """Runs a saved TorchScript pose network (CPU); same call convention as the other backends."""
 
     name = "torchscript"
@@ -309,18 +283,22 @@ class TorchScriptBackend:
 # Factory
 # ------------------------------------------------------------------------------------------------
 def resolve_backend_name(name: str, device="cpu") -> str:
-    """The canonical backend for ``name``: aliases mapped, ``auto`` = the fastest available here
-    (ONNX Runtime on a CPU when installed, else ``torch-fast``). Unknown names raise ConfigError."""
+    """The canonical backend for ``name``: aliases mapped, ``auto`` = the fastest runtime installed here
+    (on a CPU: OpenVINO, else ONNX Runtime, else ``torch-fast``; on a GPU: ``torch-fast``). Unknown names
+    raise ConfigError. The precision ``auto`` picks is settled by :func:`pose.loading.build_runtime`."""
     key = str(name).strip().lower().replace("_", "-")
     key = _ALIASES.get(key, key)
     if key == "auto":
         key = "torch-fast"
         if torch.device(device).type == "cpu":
-            try:
-                import onnxruntime  # noqa: F401
-                key = "onnxruntime"
-            except ImportError:
-                pass
+            if openvino_available():
+                key = "openvino"
+            else:
+                try:
+                    import onnxruntime  # noqa: F401
+                    key = "onnxruntime"
+                except ImportError:
+                    pass
     if key not in BACKENDS:
         raise ConfigError(f"backend '{name}' is unknown; expected one of {', '.join(BACKENDS)}")
     return key
@@ -328,25 +306,37 @@ def resolve_backend_name(name: str, device="cpu") -> str:
 
 def build_backend(network: Union[nn.Module, PathLike], name: str = "torch", *, device="cpu",
                   threads: Optional[int] = None, compile: bool = False,
-                  autocast_dtype: Optional[torch.dtype] = None) -> Backend:
+                  autocast_dtype: Optional[torch.dtype] = None, precision: str = "fp32",
+                  performance_hint: str = "LATENCY") -> Backend:
     """A backend callable by name (see :data:`BACKENDS`).
 
     Args:
-        network: the eval-mode module (``torch``, ``torch-fast``) or an ``.onnx`` file (``onnxruntime``).
-        name: ``torch`` (plain eager), ``torch-fast`` (BN fold + channels_last), ``onnxruntime`` or ``auto``.
+        network: the eval-mode module (``torch``, ``torch-fast``) or an ``.onnx`` file (``onnxruntime``,
+            ``openvino``; for ``int8`` a quantised file, :mod:`pose.quantize`).
+        name: ``torch`` (plain eager), ``torch-fast`` (BN fold + channels_last), ``onnxruntime``,
+            ``openvino`` or ``auto``.
+        precision: a concrete precision the backend offers (:data:`BACKEND_PRECISIONS`).
+        performance_hint: OpenVINO ``LATENCY`` or ``THROUGHPUT``.
         device: torch device for the torch backends; ``onnxruntime`` runs on the CPU provider unless
             ``device`` is a CUDA device (then CUDA provider first, CPU as fallback).
         threads: ONNX Runtime intra-op threads.
         compile, autocast_dtype: see :class:`OptimizedTorchBackend`.
     """
     key = resolve_backend_name(name, device)
+    check_precision(key, precision, device)
+    if key in ("onnxruntime", "openvino") and isinstance(network, nn.Module):
+        raise ConfigError(f"the {key} backend takes an .onnx file; export the module first "
+                          "(pose.loading.build_runtime does both, with a cache)")
     if key == "onnxruntime":
         providers = None
         if torch.device(device).type == "cuda":
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        return OnnxRuntimeBackend(network, threads=threads, providers=providers)
+        return OnnxRuntimeBackend(network, threads=threads, providers=providers, precision=precision)
+    if key == "openvino":
+        return OpenVinoBackend(network, precision=precision, threads=threads, performance_hint=performance_hint)
     if not isinstance(network, nn.Module):
         raise ConfigError(f"backend '{key}' runs a torch module; got {type(network).__name__}")
     if key == "torch":
         return TorchBackend(network, device, autocast_dtype=autocast_dtype)
-    return OptimizedTorchBackend(network, device, compile=compile, autocast_dtype=autocast_dtype)
+    return OptimizedTorchBackend(network, device, compile=compile, autocast_dtype=autocast_dtype,
+                                 precision=precision)

@@ -16,11 +16,18 @@ Every file is written to a temporary name in the output folder and renamed into 
 the export and the eager model on the same crops and reports the largest heatmap difference and the
 largest decoded keypoint difference (crop pixels).
 
+Reduced precision (:func:`export_precision`, ``pose-export --precision bf16|int8``): the file is checked
+on the runtime that will run it (OpenVINO bf16 / torch-fast bf16; ONNX Runtime or OpenVINO int8) against
+fp32 PyTorch on the user's calibration crops, and is written only when the mean keypoint displacement is
+within :data:`pose.fidelity.MEAN_DISPLACEMENT_BOUND_PX` (unless forced). The bound per precision is
+:data:`PRECISION_BOUNDS`.
+
 Symbols: N crops, K keypoints, (H, W) model input, (h, w) heatmap.
 """
 import hashlib
 import logging
 import os
+import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,9 +38,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from pose.backends import OnnxRuntimeBackend, TorchBackend, TorchScriptBackend, crops_to_tensor
-from pose.errors import PoseError
+from pose.backends import (
+    OnnxRuntimeBackend,
+    OpenVinoBackend,
+    OptimizedTorchBackend,
+    TorchBackend,
+    TorchScriptBackend,
+    check_precision,
+    crops_to_tensor,
+    openvino_available,
+)
+from pose.errors import ConfigError, PoseError
+from pose.fidelity import MEAN_DISPLACEMENT_BOUND_PX, compare_keypoints
 from pose.fileio import atomic_path, ensure_output_dir, write_json
+from pose.quantize import INT8_LABEL, quantize_onnx
 from pose.zoo import default_cache_dir
 
 logger = logging.getLogger(__name__)
@@ -44,6 +62,12 @@ INPUT_NAME, OUTPUT_NAME = "images", "heatmaps"
 HEATMAP_TOLERANCE = 1e-3   # absolute, heatmap units
 KEYPOINT_TOLERANCE = 0.01  # crop pixels
 FORMATS = ("onnx", "torchscript")
+#: What each export precision is verified against (fp32 PyTorch on the same crops).
+PRECISION_BOUNDS = {
+    "fp32": f"max |heatmap diff| <= {HEATMAP_TOLERANCE:g} and max keypoint diff <= {KEYPOINT_TOLERANCE:g} px",
+    "bf16": f"mean keypoint displacement <= {MEAN_DISPLACEMENT_BOUND_PX:g} px (all keypoints of the crops)",
+    "int8": f"mean keypoint displacement <= {MEAN_DISPLACEMENT_BOUND_PX:g} px (all keypoints of the crops)",
+}
 
 
 class ExportMismatchError(PoseError, ValueError):
@@ -202,13 +226,14 @@ class VerifyResult:
 
 
 def sample_crops(predictor, images: Sequence[np.ndarray] = (), *, num_random: int = 4,
-                 seed: int = 0) -> np.ndarray:
+                 seed: int = 0, input_size: Optional[Sequence[int]] = None) -> np.ndarray:
     """Crops (N, H, W, 3) uint8 for verification, made by ``predictor.crop`` exactly as inference does.
 
     Per image: the whole image and its centred half-size window. Without images: ``num_random`` seeded
-    random crops (smooth noise, so the heatmaps are not flat).
+    random crops (smooth noise, so the heatmaps are not flat) of ``input_size`` (W, H) (default: the
+    predictor's; ``predictor`` may then be None).
     """
-    w, h = predictor.input_size
+    w, h = input_size if input_size is not None else predictor.input_size
     crops = []
     for image in images:
         ih, iw = image.shape[:2]
@@ -247,6 +272,61 @@ def verify_backend(reference: Callable[[torch.Tensor], np.ndarray], candidate: C
                         max_heatmap_diff=float(np.abs(ref_maps - cand_maps).max()) if ref_maps.size else 0.0,
                         max_keypoint_diff_px=float(np.abs(ref_kp - cand_kp).max()) if ref_kp.size else 0.0,
                         heatmap_tolerance=heatmap_tolerance, keypoint_tolerance=keypoint_tolerance)
+
+
+# ------------------------------------------------------------------------------------------------
+# Reduced precision: export, check on the target runtime, write only within the bound
+# ------------------------------------------------------------------------------------------------
+def export_precision(model: nn.Module, codec, spec, output_dir: PathLike, *, stem: str, precision: str,
+                     crops: np.ndarray, runtime: Optional[str] = None, force: bool = False,
+                     opset: int = ONNX_OPSET) -> dict:
+    """Write a ``bf16`` (``<stem>.onnx`` + the runtime to use) or ``int8`` (``<stem>.int8.onnx``) export.
+
+    The candidate runs on ``runtime`` (bf16: ``openvino`` when installed, else ``torch-fast``; int8:
+    ``onnxruntime`` or ``openvino``) and is compared with fp32 PyTorch on ``crops`` (N, H, W, 3) uint8
+    (:func:`pose.fidelity.compare_keypoints`, every keypoint). Within :data:`PRECISION_BOUNDS` (or with
+    ``force``) the file and ``<stem>.export.json`` are written; otherwise nothing is written.
+
+    Raises:
+        ExportMismatchError: beyond the bound and not forced.
+        ConfigError: the precision is not offered by ``runtime`` or this hardware.
+    """
+    if precision not in ("bf16", "int8"):
+        raise ConfigError(f"export precision '{precision}' is not a reduced precision; expected bf16 or int8")
+    if crops is None or len(crops) == 0:
+        raise ConfigError(f"--precision {precision} needs --calibration-images DIR (photos of people)")
+    default = {"bf16": "openvino" if openvino_available() else "torch-fast", "int8": "onnxruntime"}
+    runtime = runtime or default[precision]
+    check_precision(runtime, precision)
+    out = ensure_output_dir(output_dir)
+    model = model.eval().cpu()
+    input_size = tuple(int(v) for v in codec.input_size)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".pose-export-") as tmp:
+        fp32_file = export_onnx(model, Path(tmp) / f"{stem}.onnx", input_size, opset=opset,
+                                metadata={"keypoints": ",".join(spec.keypoint_names), "precision": precision})
+        written = fp32_file
+        if precision == "int8":
+            written = quantize_onnx(fp32_file, Path(tmp) / f"{stem}.int8.onnx", crops)
+        if runtime == "torch-fast":
+            candidate = OptimizedTorchBackend(model, precision=precision)
+        elif runtime == "openvino":
+            candidate = OpenVinoBackend(written, precision=precision)
+        else:
+            candidate = OnnxRuntimeBackend(written, precision=precision)
+        check = compare_keypoints(TorchBackend(model), candidate, crops, codec, name=f"{runtime} {precision}")
+        logger.info(check.summary())
+        if not check.ok and not force:
+            raise ExportMismatchError(f"{check.summary()}; nothing written (--force writes it anyway)")
+        final = out / written.name
+        os.replace(written, final)
+    result = {"path": str(final), "precision": precision, "runtime": runtime, "bound": PRECISION_BOUNDS[precision],
+              "fidelity": check.to_dict(), "forced": bool(force and not check.ok),
+              "note": INT8_LABEL if precision == "int8" else ""}
+    write_json(out / f"{stem}.export.json", {
+        "input_size_wh": list(input_size), "opset": opset, "codec": codec.to_dict(),
+        "keypoint_names": list(spec.keypoint_names), "flip_pairs": [list(p) for p in spec.flip_pairs],
+        "exports": {f"onnx-{precision}": result}}, indent=2)
+    return result
 
 
 # ------------------------------------------------------------------------------------------------

@@ -25,15 +25,15 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
-from pose.backends import Backend, TorchBackend, build_backend, import_onnxruntime, resolve_backend_name
+from pose.backends import PRECISIONS
 from pose.checkpoint import FORMAT, load_checkpoint
-from pose.codec import HeatmapCodec, build_codec
+from pose.codec import HeatmapCodec, build_codec, decoding_from_config
 from pose.config import config_from_yaml_text, get_default_config, with_overrides
 from pose.errors import CheckpointError, ConfigError, PoseError
-from pose.export import export_onnx_cached
 from pose.keypoints import KeypointSpec, get_keypoint_spec
 from pose.models import arch_from_model_cfg, build_model, require_heatmap_head
 from pose.predictor import TopDownPredictor
+from pose.runtime import build_runtime, calibration_crops_from
 from pose.weights import (
     PretrainedLoadReport,
     check_classifier_state_dict,
@@ -49,8 +49,6 @@ logger = logging.getLogger(__name__)
 PathLike = Union[str, os.PathLike]
 Loaded = Tuple[torch.nn.Module, Any, HeatmapCodec, KeypointSpec]
 
-#: Numeric precisions a runtime may be asked for; only fp32 is implemented so far (see build_runtime).
-PRECISIONS = ("fp32", "bf16", "int8")
 #: The zoo model used when a command or the API names none.
 DEFAULT_MODEL = "hrnet_w32_coco_256x192"
 #: Friendly names accepted in ``overrides`` besides dotted config keys.
@@ -224,7 +222,7 @@ def build_from_checkpoint(path: PathLike, *, cfg=None, overrides=None, checkpoin
     except (TypeError, ValueError) as e:  # PoseErrors are ValueErrors too
         raise CheckpointError(f"checkpoint '{path}': {e}") from None
     if cfg is not None or pairs:  # decoding follows the run config; sizes, sigma, targets stay trained
-        codec = codec.with_decoding(**build_codec(run_cfg).decoding)
+        codec = codec.with_decoding(**decoding_from_config(run_cfg, codec.convention))
 
     model = build_model(trained_cfg.MODEL)
     try:
@@ -269,57 +267,37 @@ def load_model(weights=None, cfg=None, *, overrides=(), offline: bool = False, p
         raise ConfigError("no weights: pass a checkpoint file or a zoo name (e.g. "
                           f"{DEFAULT_MODEL}), or pretrained=False for untrained weights")
     is_zoo_name = str(weights) in ZOO
+    if is_zoo_name:  # zoo files are plain weights; their entry says how they were trained (before any download)
+        cfg = with_overrides(config_for_zoo_model(str(weights)) if cfg is None else cfg, pairs)
+        codec = build_codec(cfg)
+        codec.require_convention(ZOO[str(weights)].convention, f"zoo model '{weights}'")
     path = resolve_weights(weights, offline=offline)
     obj = read_checkpoint(path)
     if obj.get("format") == FORMAT:
         return build_from_checkpoint(path, cfg=cfg, overrides=pairs, checkpoint=obj)
-    if cfg is None:
-        if not is_zoo_name:
+    if not is_zoo_name:  # the config describes plain weights, its TEST.DECODER their convention
+        if cfg is None:
             raise ConfigError(f"weights '{path}' are plain/official/mmpose weights without a config; "
                               "pass --cfg FILE (e.g. configs/coco_hrnet_w32_256x192.yaml)")
-        cfg = config_for_zoo_model(str(weights))
-    cfg = with_overrides(cfg, pairs)
+        cfg = with_overrides(cfg, pairs)
+        codec = build_codec(cfg)
     model = build_model(cfg.MODEL)
     load_weights(model, obj, strict=True, name=path)
-    return model.eval(), cfg, build_codec(cfg), get_keypoint_spec(cfg.DATASET.DATASET)
+    return model.eval(), cfg, codec, get_keypoint_spec(cfg.DATASET.DATASET)
 
 
 # ------------------------------------------------------------------------------------------------
 # Runtimes and predictors
 # ------------------------------------------------------------------------------------------------
-def build_runtime(model: torch.nn.Module, backend: str = "torch", *, device="cpu",
-                  input_size: Optional[Sequence[int]] = None, weights_path: Optional[PathLike] = None,
-                  cache_dir: Optional[PathLike] = None, threads: Optional[int] = None, compile: bool = False,
-                  autocast_dtype: Optional[torch.dtype] = None, precision: str = "fp32") -> Backend:
-    """A runtime backend for ``model`` (see :mod:`pose.backends`).
-
-    ``precision`` is one of :data:`PRECISIONS`; today only ``fp32`` runs, the others raise ConfigError.
-
-    ``onnxruntime`` (and ``auto`` where it resolves to it) exports the model once, caching the file by a
-    hash of weights + input size (:func:`pose.export.export_onnx_cached`, beside ``weights_path`` when
-    that folder is writable, else in ``cache_dir`` / ``$POSE_CACHE/onnx``); ``input_size`` (W, H) is then
-    required.
-    """
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision '{precision}' is unknown; expected one of {', '.join(PRECISIONS)}")
-    if precision != "fp32":
-        raise ConfigError(f"precision '{precision}' is not implemented yet; use fp32")
-    name = resolve_backend_name(backend, device)
-    if name == "onnxruntime":
-        if input_size is None:
-            raise ConfigError("the onnxruntime backend needs the model input size (W, H) to export the model")
-        import_onnxruntime()  # the install hint before a pointless export
-        network = export_onnx_cached(model, input_size, weights_path=weights_path, cache_dir=cache_dir)
-        return build_backend(network, name, device=device, threads=threads)
-    if name == "torch" and autocast_dtype is None:
-        return TorchBackend(model, device)
-    return build_backend(model, name, device=device, compile=compile, autocast_dtype=autocast_dtype)
-
-
 def load_predictor(weights=None, cfg=None, *, overrides=(), device="cpu", batch_size: Optional[int] = None,
                    flip_test: Optional[bool] = None, offline: bool = False, backend: Optional[str] = None,
-                   pretrained: bool = True, precision: str = "fp32") -> Tuple[TopDownPredictor, Any]:
+                   pretrained: bool = True, precision: str = "fp32", calibration_images=None,
+                   performance_hint: str = "LATENCY") -> Tuple[TopDownPredictor, Any]:
     """A ready :class:`TopDownPredictor` and its config (see :func:`load_model` for the arguments).
+
+    ``precision`` (:data:`PRECISIONS`; ``auto`` = the rule of :func:`build_runtime`) and
+    ``calibration_images`` (a folder or image paths: int8 calibration and the ``auto`` probe) choose the
+    numerics; ``predictor.backend.describe()`` reports the backend, precision and why.
 
     ``flip_test``, ``batch_size`` and ``backend`` default to ``TEST.FLIP_TEST``,
     ``TEST.BATCH_SIZE_PER_GPU`` and ``TEST.BACKEND`` (``torch`` = the plain module, bit-for-bit the
@@ -328,8 +306,10 @@ def load_predictor(weights=None, cfg=None, *, overrides=(), device="cpu", batch_
     """
     model, cfg, codec, spec = load_model(weights, cfg, overrides=overrides, offline=offline, pretrained=pretrained)
     weights_path = resolve_weights(weights, offline=True) if pretrained else None
+    crops = calibration_crops_from(calibration_images, TopDownPredictor(model, codec, spec, flip_test=False))
     network = build_runtime(model, backend or str(cfg.TEST.BACKEND), device=device,
-                            input_size=codec.input_size, weights_path=weights_path, precision=precision)
+                            input_size=codec.input_size, weights_path=weights_path, precision=precision,
+                            codec=codec, calibration_crops=crops, performance_hint=performance_hint)
     predictor = TopDownPredictor(
         network, codec, spec, device=device,
         flip_test=bool(cfg.TEST.FLIP_TEST if flip_test is None else flip_test),
@@ -344,6 +324,7 @@ def weights_label(weights, pretrained: bool = True) -> str:
 
 
 __all__ = ["DEFAULT_MODEL", "OVERRIDE_ALIASES", "PRECISIONS", "build_from_checkpoint", "build_runtime",
+           "calibration_crops_from",
            "check_fits_checkpoint", "config_for_zoo_model", "load_model", "load_predictor", "override_pairs",
            "untrained_model", "weights_label"]
 

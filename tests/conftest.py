@@ -57,6 +57,12 @@ def golden():
 
 
 @pytest.fixture
+def without_openvino(monkeypatch):
+    """Make ``import openvino`` fail as on a machine without the optional dependency."""
+    _hide_module(monkeypatch, "openvino")
+
+
+@pytest.fixture
 def without_onnxruntime(monkeypatch):
     """Make ``import onnxruntime`` fail as on a machine without the optional dependency."""
     import builtins
@@ -83,3 +89,19 @@ def pytest_configure(config):
 
     if config.getoption("--slow", default=False):
         os.environ["POSE_SLOW"] = "1"
+
+
+def _hide_module(monkeypatch, module: str) -> None:
+    import builtins
+    import sys
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == module or name.startswith(module + "."):
+            raise ImportError(f"No module named '{module}'")
+        return real_import(name, *args, **kwargs)
+
+    for name in [n for n in sys.modules if n == module or n.startswith(module + ".")]:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setattr(builtins, "__import__", fake_import)

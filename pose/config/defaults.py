@@ -5,7 +5,9 @@ The tree is the official HRNet one (``lib/config/default.py`` of leoxiaobin/deep
 YAMLs load unchanged. Official keys keep the official meaning *and the official code default*: an
 official YAML therefore produces the same values here as in the official code. The one deliberate
 exception is ``AUTO_RESUME`` (True here, False in the official tree; every official YAML sets it true
-anyway). Project keys are marked "Project key" in their comment.
+anyway). Project keys are marked "Project key" in their comment; where one chooses between the official
+behaviour and a variant (``DATASET.HALF_BODY_DRAW``, ``TRAIN.LR_SCHEDULE_STEP``), the default is the
+official behaviour, so an unchanged official YAML trains as the official code (audit: docs/design.md).
 
 There is no global config: ``_C`` below is private and only ever cloned by
 :func:`get_default_config`. Sizes are ``(W, H)`` lists, as in the official YAMLs (``IMAGE_SIZE: [192,
@@ -19,6 +21,7 @@ from pose.models.presets import OFFICIAL_PRETRAINED_LAYERS
 # augmentation); the other choice lists live with the code that interprets them (pose.codec.DECODERS,
 # pose.backends.BACKENDS, pose.models for architectures) and are imported by pose.config.validate.
 HALF_BODY_DRAWS = ("fair", "official")
+LR_SCHEDULE_STEPS = ("official", "paper")
 AMP_DTYPES = ("bf16", "fp16")
 OPTIMIZERS = ("adam", "sgd")
 
@@ -166,10 +169,10 @@ _C.DATASET.NUM_JOINTS_HALF_BODY = 8
 # Convert images to RGB before cropping (official loader reads BGR; every official YAML sets true).
 _C.DATASET.COLOR_RGB = False
 # Project key. How the half-body crop picks the upper or the lower body:
-#   'fair'     - a 50/50 choice (what the paper describes);
-#   'official' - reproduce the official `np.random.randn() < 0.5` draw, which picks the upper body
-#                with P = Phi(0.5) ~ 0.69.
-_C.DATASET.HALF_BODY_DRAW = "fair"
+#   'official' - the official `np.random.randn() < 0.5` draw, which picks the upper body with
+#                P = Phi(0.5) ~ 0.69 (default: what the published weights were trained with);
+#   'fair'     - a 50/50 choice (what the paper describes).
+_C.DATASET.HALF_BODY_DRAW = "official"
 # Project keys. Explicit paths (joined onto DATA_DIR when relative); '' = the official layout under ROOT:
 #   COCO: ROOT/annotations/person_keypoints_{SET}.json (image_info_{SET}.json for test sets) and
 #         ROOT/images/{SET}/ (ROOT/images/test2017/ for test sets);
@@ -190,8 +193,14 @@ _C.TRAIN = CN()
 # Multiplicative learning-rate decay at each LR_STEP milestone (MultiStepLR gamma).
 _C.TRAIN.LR_FACTOR = 0.1
 # Milestones in epochs (strictly increasing). The official loop calls scheduler.step() at the start of
-# each epoch, so the lr actually drops at 0-based epochs 169 and 199 for [170, 200].
+# each epoch, so the lr actually drops at 0-based epochs 169 and 199 for [170, 200] (TRAIN.LR_SCHEDULE_STEP).
 _C.TRAIN.LR_STEP = [90, 110]
+# Project key. When the LR_STEP drops happen:
+#   'official' - as tools/train.py, which steps the scheduler at the start of each epoch: the lr of
+#                0-based epoch e is the schedule at e + 1, so it drops at epochs m - 1 (default);
+#   'paper'    - the scheduler steps after each epoch: the first m epochs run at the previous lr and
+#                the drop comes after epoch m ("after 170 epochs", as the paper says).
+_C.TRAIN.LR_SCHEDULE_STEP = "official"
 # Base learning rate (per optimiser step, for the global batch).
 _C.TRAIN.LR = 0.001
 # 'adam' (official YAMLs; no weight decay) or 'sgd' (uses MOMENTUM, WD, NESTEROV).

@@ -11,7 +11,7 @@ from yacs.config import CfgNode as CN
 
 from pose.backends import BACKENDS
 from pose.codec import DECODERS
-from pose.config.defaults import AMP_DTYPES, HALF_BODY_DRAWS, OPTIMIZERS
+from pose.config.defaults import AMP_DTYPES, HALF_BODY_DRAWS, LR_SCHEDULE_STEPS, OPTIMIZERS
 from pose.errors import ConfigError
 from pose.keypoints import KEYPOINT_SPECS
 from pose.models.presets import (
@@ -207,8 +207,8 @@ class _Validator:
         if spec is not None and self.cfg.MODEL.NUM_JOINTS != spec.num_keypoints:
             self.fail("MODEL.NUM_JOINTS", f"got {self.cfg.MODEL.NUM_JOINTS} for DATASET.DATASET "
                       f"'{ds.DATASET}'; expected {spec.num_keypoints} (the {spec.name} keypoint spec)")
-        if not ds.SCALE_FACTOR >= 0:
-            self.fail("DATASET.SCALE_FACTOR", f"got {ds.SCALE_FACTOR!r}; expected >= 0")
+        if not 0 <= ds.SCALE_FACTOR < 1:  # the jitter is clipped to [1 - SF, 1 + SF]: SF >= 1 allows a 0 scale
+            self.fail("DATASET.SCALE_FACTOR", f"got {ds.SCALE_FACTOR!r}; expected 0 <= SCALE_FACTOR < 1")
         if not ds.ROT_FACTOR >= 0:
             self.fail("DATASET.ROT_FACTOR", f"got {ds.ROT_FACTOR!r}; expected >= 0 degrees")
         if not ds.PROB_HALF_BODY <= 1:
@@ -235,6 +235,7 @@ class _Validator:
         if (not all(type(s) is int and s > 0 for s in steps)
                 or any(b <= a for a, b in zip(steps, steps[1:]))):
             self.fail("TRAIN.LR_STEP", f"got {steps!r}; expected strictly increasing positive epoch numbers")
+        self.one_of("TRAIN.LR_SCHEDULE_STEP", LR_SCHEDULE_STEPS)
         if not t.LR > 0:
             self.fail("TRAIN.LR", f"got {t.LR!r}; expected a positive learning rate")
         if not t.LR_FACTOR > 0:

@@ -8,13 +8,15 @@ Nobody found gives an empty list.
 Implementations:
 
 - :class:`YoloxPersonDetector` (``"yolox-nano"``, the default): YOLOX-Nano (Ge et al. 2021) as ONNX,
-  bundled in ``pose/assets`` and run with ``cv2.dnn``; works offline with no extra dependency.
+  bundled in ``pose/assets``, run on the fastest runtime installed (OpenVINO, else ONNX Runtime, else
+  ``cv2.dnn``, which needs no extra dependency); works offline.
 - :class:`TorchvisionPersonDetector` (``"fasterrcnn"``): a torchvision detection model with its
   published COCO weights (downloaded once into the torch hub cache; the model is built lazily).
 - :class:`PrecomputedDetections` (``"json:PATH"``): a COCO detection-results JSON, looked up by image id.
 - :class:`WholeImageDetector` (``"whole-image"``): the whole image as one box (single-person input).
 
-:func:`build_detector` picks one by name.
+:func:`build_detector` picks one by name. (About 420 lines: four small detectors and the YOLOX
+letterbox / decoding / runtime choice they share; splitting it would scatter one concern.)
 """
 import logging
 import os
@@ -36,6 +38,57 @@ logger = logging.getLogger(__name__)
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 YOLOX_NANO_PATH = ASSETS / "yolox_nano.onnx"
 DETECTOR_NAMES = ("yolox-nano", "fasterrcnn", "json:PATH", "whole-image")
+#: Runtimes for the YOLOX ONNX file; ``auto`` = the first installed of openvino, onnxruntime, cv2.
+YOLOX_RUNTIMES = ("auto", "openvino", "onnxruntime", "cv2")
+
+
+def _installed(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+def _open_yolox(path: Path, runtime: str, threads: Optional[int]):
+    """(runtime name, callable (1,3,H,W) float32 -> raw output array) for the YOLOX file."""
+    if runtime not in YOLOX_RUNTIMES:
+        raise ConfigError(f"YOLOX runtime '{runtime}' is unknown; expected one of {', '.join(YOLOX_RUNTIMES)}")
+    if runtime == "auto":
+        runtime = next(r for r in ("openvino", "onnxruntime", "cv2") if r == "cv2" or _installed(r))
+    try:
+        if runtime == "openvino":
+            import openvino
+            # f32 explicitly: on CPUs with bf16 units OpenVINO would otherwise silently run bf16
+            config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+            if threads:
+                config["INFERENCE_NUM_THREADS"] = int(threads)
+            core = openvino.Core()
+            request = core.compile_model(core.read_model(str(path)), "CPU", config).create_infer_request()
+            return runtime, lambda blob: next(iter(request.infer({0: blob}).values()))
+        if runtime == "onnxruntime":
+            import onnxruntime
+            options = onnxruntime.SessionOptions()
+            if threads:
+                options.intra_op_num_threads = int(threads)
+            session = onnxruntime.InferenceSession(str(path), sess_options=options,
+                                                   providers=["CPUExecutionProvider"])
+            name = session.get_inputs()[0].name
+            return runtime, lambda blob: session.run(None, {name: blob})[0]
+        net = cv2.dnn.readNetFromONNX(str(path))
+    except ImportError:
+        raise ConfigError(f"YOLOX runtime '{runtime}' is not installed: pip install {runtime}") from None
+    except cv2.error as e:
+        reason = str(e).strip().splitlines()[-1] if str(e).strip() else "cv2.error"
+        raise DataError(f"YOLOX model '{path}' cannot be loaded by cv2.dnn ({reason})") from None
+    except Exception as e:  # OpenVINO / ONNX Runtime raise their own types for unreadable files
+        reason = " ".join(str(e).split())[:200]
+        raise DataError(f"YOLOX model '{path}' cannot be loaded by {runtime} ({reason})") from None
+
+    def run_cv2(blob):
+        net.setInput(blob)
+        return net.forward()
+    return "cv2", run_cv2
 
 
 @runtime_checkable
@@ -145,7 +198,7 @@ def decode_yolox(raw: np.ndarray, input_size: Sequence[int], strides: Sequence[i
 
 
 class YoloxPersonDetector(_DetectorBase):
-    """YOLOX-Nano (COCO-80, official Megvii weights exported to ONNX), person class only, via ``cv2.dnn``.
+    """YOLOX-Nano (COCO-80, official Megvii weights exported to ONNX), person class only.
 
     Pre-processing follows the official release: letterbox to 416x416 (top-left, pad 114), BGR
     channel order, values 0-255 with no mean/std. Post-processing: grid/stride decoding, score =
@@ -159,11 +212,15 @@ class YoloxPersonDetector(_DetectorBase):
         max_persons: at most this many boxes, highest scores first.
         input_size: network input (W, H); YOLOX-Nano is 416x416.
         channel_order: ``"bgr"`` (official) or ``"rgb"``.
+        runtime: one of :data:`YOLOX_RUNTIMES` (``auto``: OpenVINO, else ONNX Runtime, else ``cv2.dnn``);
+            the one used is ``self.runtime``.
+        threads: intra-op threads for OpenVINO / ONNX Runtime (default: theirs).
     """
 
     def __init__(self, model_path: Optional[os.PathLike] = None, *, score_threshold: float = 0.3,
                  nms_threshold: float = 0.45, max_persons: int = 100, input_size: Sequence[int] = (416, 416),
-                 channel_order: str = "bgr", class_id: int = 0):
+                 channel_order: str = "bgr", class_id: int = 0, runtime: str = "auto",
+                 threads: Optional[int] = None):
         super().__init__(score_threshold, max_persons)
         path = Path(model_path) if model_path is not None else YOLOX_NANO_PATH
         if not path.is_file():
@@ -171,11 +228,7 @@ class YoloxPersonDetector(_DetectorBase):
                             "(the default ships in pose/assets/yolox_nano.onnx)")
         if channel_order not in ("bgr", "rgb"):
             raise ConfigError(f"YOLOX channel_order: got '{channel_order}', expected 'bgr' or 'rgb'")
-        try:
-            self.net = cv2.dnn.readNetFromONNX(str(path))
-        except cv2.error as e:
-            reason = str(e).strip().splitlines()[-1] if str(e).strip() else "cv2.error"
-            raise DataError(f"YOLOX model '{path}' cannot be loaded by cv2.dnn ({reason})") from None
+        self.runtime, self._run = _open_yolox(path, str(runtime).lower(), threads)
         self.model_path = path
         self.nms_threshold = float(nms_threshold)
         self.input_size = (int(input_size[0]), int(input_size[1]))
@@ -192,9 +245,8 @@ class YoloxPersonDetector(_DetectorBase):
 
     def raw_output(self, blob: np.ndarray) -> np.ndarray:
         """Run the network: (1,3,H,W) float32 -> (A, 5 + C) float32."""
-        self.net.setInput(blob)
-        out = self.net.forward()
-        return np.asarray(out, dtype=np.float32).reshape(-1, out.shape[-1])
+        out = np.asarray(self._run(blob), dtype=np.float32)
+        return out.reshape(-1, out.shape[-1])
 
     def detect(self, image_rgb: np.ndarray, image_id: Optional[int] = None) -> List[PersonBox]:
         _check_image(image_rgb)

@@ -80,11 +80,37 @@ def test_yolox_output_contract(coco_sample):
 def test_cv2_dnn_matches_onnxruntime(coco_sample):
     ort = pytest.importorskip("onnxruntime")
     _, images = coco_sample
-    det = YoloxPersonDetector()
+    det = YoloxPersonDetector(runtime="cv2")
+    assert det.runtime == "cv2"
     blob, _ = det.preprocess(images[785])
     session = ort.InferenceSession(str(det.model_path), providers=["CPUExecutionProvider"])
     ref = session.run(None, {"images": blob})[0]
     np.testing.assert_allclose(det.raw_output(blob), ref[0], atol=1e-3)
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_yolox_runtimes_agree_with_cv2_dnn(coco_sample, runtime):
+    pytest.importorskip(runtime, reason=f"{runtime} is not installed (the dev extra installs it in CI)")
+    _, images = coco_sample
+    ref_det, det = YoloxPersonDetector(runtime="cv2"), YoloxPersonDetector(runtime=runtime, threads=1)
+    assert det.runtime == runtime
+    blob, _ = det.preprocess(images[785])
+    np.testing.assert_allclose(det.raw_output(blob), ref_det.raw_output(blob), atol=2e-3)
+    ref_boxes, boxes = ref_det(images[197388]), det(images[197388])
+    assert len(boxes) == len(ref_boxes)
+    np.testing.assert_allclose([b.bbox_xywh for b in boxes], [b.bbox_xywh for b in ref_boxes], atol=0.5)
+
+
+def test_yolox_auto_runtime_is_the_fastest_installed(without_openvino):
+    pytest.importorskip("onnxruntime")
+    assert YoloxPersonDetector().runtime == "onnxruntime"
+
+
+def test_yolox_runtime_missing_or_unknown_is_one_line(without_openvino):
+    with pytest.raises(ConfigError, match="pip install openvino"):
+        YoloxPersonDetector(runtime="openvino")
+    with pytest.raises(ConfigError, match="auto, openvino, onnxruntime, cv2"):
+        YoloxPersonDetector(runtime="tensorrt")
 
 
 def test_letterbox_top_left_pad_114(rng):
