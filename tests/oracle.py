@@ -89,3 +89,21 @@ def oracle_loader():
         return predictor, cfg
 
     return load_predictor
+
+
+class OracleModule:
+    """Factory of a ``torch.nn.Module`` around an :class:`OracleNetwork` (float RGB crops in [0, 255] ->
+    heatmaps), for code that takes a model rather than a backend (``pose.training.validate``)."""
+
+    def __new__(cls, oracle: OracleNetwork):
+        import torch
+
+        class _Oracle(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.oracle = oracle
+
+            def forward(self, crops_nchw):
+                return torch.from_numpy(self.oracle(crops_nchw.cpu()))
+
+        return _Oracle()

@@ -5,8 +5,9 @@
   CPU each process would otherwise normalise with its own half batch (SyncBatchNorm needs CUDA), which
   is a different computation, not a bug. Tolerance: 1e-6 absolute on every tensor (float32 summation
   order differs between the all-reduced gradient and the single batch; measured 7e-9).
-- Validation: the oracle network (tests/oracle.py, AP far from 0) evaluated on 55 detected boxes (not
-  divisible by 2) gives the same metrics and results file sharded over 2 ranks as in one process.
+- Validation: ``pose.training.validate`` of the oracle network (tests/oracle.py, AP far from 0) on 55
+  detected boxes (not divisible by 2) gives the same metrics and results file sharded over 2 ranks as
+  in one process.
 """
 import json
 import tempfile
@@ -75,18 +76,21 @@ def _train_steps(cfg, dist, out_file):
         torch.save(bare.net.state_dict(), out_file)
 
 
-def _validate_oracle(cfg, out_dir, rank):
+def _validate_oracle(cfg, out_dir, dist):
+    """``pose.training.validate`` (each rank predicts its shard, gathered by index) on the oracle."""
+    from pose.codec import build_codec
     from pose.data import build_dataset
-    from pose.evaluation.runner import decoder_codecs, evaluate_dataset, make_evaluator_factory
-    from tests.oracle import oracle_loader
+    from pose.keypoints import COCO_17
+    from pose.training import validate
+    from tests.oracle import OracleModule, oracle_loader
 
-    predictor, cfg = oracle_loader()(None, cfg, batch_size=4)
-    dataset = build_dataset(cfg, "test", predictor.codec, skip_missing_images=True)
-    factory = make_evaluator_factory(cfg, predictor.spec, out_dir if rank == 0 else None)
-    metrics = evaluate_dataset(predictor, dataset, factory, decoders=decoder_codecs(predictor.codec, ["udp"]),
-                               progress=False)
-    if rank == 0:
-        (Path(out_dir) / "metrics.json").write_text(json.dumps({"num_samples": len(dataset), **metrics}))
+    predictor, cfg = oracle_loader()(None, cfg)
+    codec = build_codec(cfg)
+    dataset = build_dataset(cfg, "test", codec, skip_missing_images=True)
+    metrics = validate(OracleModule(predictor.backend), dataset, cfg, codec=codec, spec=COCO_17, dist=dist,
+                       output_dir=Path(out_dir), progress=False)
+    if dist.is_main:
+        (Path(out_dir) / "metrics.json").write_text(json.dumps({"num_samples": len(dataset), "udp": metrics}))
 
 
 def _worker(rank, world, init_file, out_dir):
@@ -97,7 +101,7 @@ def _worker(rank, world, init_file, out_dir):
         cfg = load_config(TINY, OPTS + ["TRAIN.BATCH_SIZE_PER_GPU", str(GLOBAL_BATCH // world)])
         dist = Dist(rank=rank, world_size=world)
         _train_steps(cfg, dist, Path(out_dir) / "weights.pth")
-        _validate_oracle(cfg, out_dir, rank)
+        _validate_oracle(cfg, out_dir, dist)
     finally:
         torch.distributed.destroy_process_group()
 
@@ -115,7 +119,7 @@ def runs(tmp_path_factory):
         _train_steps(cfg, Dist(), single / "weights.pth")
     finally:
         torch.set_num_threads(threads)
-    _validate_oracle(cfg, str(single), 0)
+    _validate_oracle(cfg, str(single), Dist())
     return ddp, single
 
 
