@@ -150,26 +150,27 @@ def test_plot_writes_png(tmp_path):
     assert main([str(tmp_path / "missing"), "--quiet"]) == 1
 
 
-def test_train_cli_help_and_bad_config(tmp_path, capsys):
+def test_train_cli_help_and_bad_config(tmp_path, capfd):
+    # capfd, not capsys: a line written to fd 2 by C code (OpenCV, FFmpeg) must count too
     from pose.cli.train import main
 
     with pytest.raises(SystemExit) as e:
         main(["--help"])
     assert e.value.code == 0
-    assert "--cfg" in capsys.readouterr().out
+    assert "--cfg" in capfd.readouterr().out
     assert main(["--cfg", str(TINY), "--output-dir", str(tmp_path / "run"), "TRAIN.LR", "-1.0"]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
+    err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "TRAIN.LR" in err[0]
     assert main(["--cfg", str(tmp_path / "nope.yaml")]) == 1
 
 
-def test_missing_pretrained_file_is_one_line_error(tmp_path, capsys):
+def test_missing_pretrained_file_is_one_line_error(tmp_path, capfd):
     from pose.cli.train import main
 
     code = main(["--cfg", str(TINY), "--output-dir", str(tmp_path), *DATA,
                  "MODEL.PRETRAINED", str(tmp_path / "hrnet_w32-36af842e.pth")])
     assert code == 1
-    err = capsys.readouterr().err.strip().splitlines()
+    err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "MODEL.PRETRAINED" in err[0] and "does not exist" in err[0]
 
 
