@@ -12,7 +12,10 @@ file's sha256 (mmpose's ``publish_model`` names files that way), and a download 
 
 The cache is ``$POSE_CACHE`` or ``~/.cache/pose``; files land in ``<cache>/checkpoints/``. A download
 is written to a temporary file beside its destination and renamed only once complete and verified,
-so the cache never holds a partial or corrupt file.
+so the cache never holds a partial or corrupt file. A cached file is verified again whenever its size
+or modification time differs from the ones recorded at its last verification (a small stamp file
+``.<name>.verified`` beside it), so a file truncated or replaced later is caught before it is loaded;
+an unchanged file is not hashed again.
 """
 import hashlib
 import logging
@@ -24,8 +27,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping, Optional, Tuple, Union
 
-from pose.errors import CheckpointError, ConfigError, DownloadError
-from pose.fileio import atomic_write
+from pose.errors import CheckpointError, ConfigError, DataError, DownloadError
+from pose.fileio import atomic_write, read_json, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +198,55 @@ def download(url: str, dest: Union[str, os.PathLike], expected_sha256_prefix: Op
                                 f"start with {expected_sha256_prefix}; the file was deleted (corrupt or "
                                 "changed upstream)")
     logger.info("downloaded %s -> %s (sha256 %s...)", url, dest, digest[:12])
+    _write_stamp(dest, digest)
     return dest
+
+
+def _stamp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.verified")
+
+
+def _write_stamp(path: Path, digest: str) -> None:
+    """Record the size and mtime at which ``path`` had sha256 ``digest`` (best effort: a read-only
+    cache only means the file is hashed again next time)."""
+    st = path.stat()
+    try:
+        write_json(_stamp_path(path), {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest})
+    except OSError as e:
+        logger.debug("cannot write %s (%s)", _stamp_path(path), e)
+
+
+def _sha256_of(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def verify_cached(path: Union[str, os.PathLike], expected_sha256_prefix: str) -> bool:
+    """Whether the cached ``path`` still has the expected checksum.
+
+    Hashes the file only when its size or mtime differs from the stamp of its last verification
+    (or there is no stamp); a good file gets a fresh stamp.
+    """
+    path = Path(path)
+    st = path.stat()
+    try:
+        stamp = read_json(_stamp_path(path))
+    except (DataError, OSError):  # a missing or damaged stamp only means: hash the file again
+        stamp = None
+    prefix = expected_sha256_prefix.lower()
+    if (isinstance(stamp, dict) and stamp.get("size") == st.st_size and stamp.get("mtime_ns") == st.st_mtime_ns
+            and str(stamp.get("sha256", "")).startswith(prefix)):
+        return True
+    digest = _sha256_of(path)
+    if not digest.startswith(prefix):
+        logger.warning("cached weights %s have sha256 %s..., expected it to start with %s (truncated or "
+                       "replaced since the download)", path, digest[:16], prefix)
+        return False
+    _write_stamp(path, digest)
+    return True
 
 
 def _looks_like_path(text: str) -> bool:
@@ -231,8 +282,16 @@ def resolve_weights(name_or_path: Union[str, os.PathLike], *,
     info = ZOO[text]
     dest = Path(cache_dir or default_cache_dir()).expanduser() / "checkpoints" / info.filename
     if dest.is_file():
-        logger.info("using cached weights %s", dest)
-        return dest
+        if verify_cached(dest, info.sha256_prefix):
+            logger.info("using cached weights %s", dest)
+            return dest
+        if offline:
+            raise DownloadError(f"cached weights '{dest}' fail their checksum (sha256 should start with "
+                                f"{info.sha256_prefix}: truncated or replaced) and offline mode is on; delete "
+                                f"the file and run again online, or {_how_to_get(info.url, dest)}")
+        logger.warning("deleting %s and downloading it again", dest)
+        dest.unlink()
+        _stamp_path(dest).unlink(missing_ok=True)
     if offline:
         raise DownloadError(f"weights '{text}' are not in the cache ({dest}) and offline mode is on; "
                             f"{_how_to_get(info.url, dest)}")

@@ -1,4 +1,10 @@
-"""Shared fixtures: seeded rng, paths to copied real data and to the golden reference files."""
+"""Shared fixtures: seeded rng, paths to copied real data and to the golden reference files.
+
+Golden files live in ../shared/reference beside the repository. On a user's fresh clone they are
+absent and the parity tests skip with the reason; in CI (``CI=true``) the folder must be there, so a
+missing file fails the test instead of letting ~70 parity tests skip while the run stays green.
+"""
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +26,19 @@ def data_dir() -> Path:
     return DATA
 
 
+def in_ci() -> bool:
+    """True where the environment says this is a CI run (``CI=true``, as GitHub Actions, GitLab... set)."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
 def reference_path(name: str) -> Path:
-    """Path of a golden file in ../shared/reference, or skip the test with the reason."""
+    """Path of a golden file in ../shared/reference; skip the test with the reason, or fail it in CI."""
     path = REFERENCE / name
     if not path.exists():
+        if in_ci():
+            pytest.fail(f"golden reference {path} is missing and CI=true: the CI job must provide "
+                        f"../shared/reference beside the repository ({REFERENCE}); parity tests do not "
+                        "skip in CI", pytrace=False)
         pytest.skip(f"golden reference {path} is absent (it lives in ../shared/reference beside the repo, "
                     "present in CI, not in a user's fresh clone)")
     return path
@@ -33,6 +48,9 @@ def shared_data_path(relpath: str) -> Path:
     """A data file kept outside the repo in ../shared/data (licence reasons), or skip with the reason."""
     path = SHARED_DATA / relpath
     if not path.exists():
+        if in_ci():
+            pytest.fail(f"{path} is missing and CI=true: the CI job must provide ../shared/data beside the "
+                        "repository", pytrace=False)
         pytest.skip(f"{path} is absent (kept in ../shared/data beside the repo, not in a fresh clone: it comes "
                     "from a GPL-3.0 repository)")
     return path

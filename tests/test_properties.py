@@ -219,11 +219,21 @@ def _gt_results(gt, jitter, keep, seed):
 
 @_settings(12)
 @given(st.floats(0, 40, **finite), st.lists(st.booleans(), min_size=14, max_size=14), st.integers(0, 1000))
-def test_evaluator_ap_is_in_unit_interval_and_one_for_ground_truth(coco_gt, jitter, keep, seed):
-    ev = CocoKeypointEvaluator(coco_gt)
-    ev.process(_gt_results(coco_gt, jitter, keep, seed))
-    metrics = ev.evaluate()
-    for name, value in metrics.items():
-        assert 0.0 <= value <= 1.0 or value == -1.0, (name, value)  # -1: COCOeval's "no such objects"
-    if jitter == 0 and all(keep):
-        assert metrics["AP"] == pytest.approx(1.0)
+def test_evaluator_recall_counts_the_kept_persons_and_noise_never_helps(coco_gt, jitter, keep, seed):
+    """Exact GT keypoints for a subset of the persons: AR is the kept fraction (exactly), AP is 1 when
+    every person is kept; noisy keypoints for the same subset never score higher."""
+    def metrics(jit):
+        ev = CocoKeypointEvaluator(coco_gt)
+        ev.process(_gt_results(coco_gt, jit, keep, seed))
+        return ev.evaluate()
+
+    scored = [not a.get("iscrowd") and any(v > 0 for v in a["keypoints"][2::3]) for a in coco_gt["annotations"]]
+    kept_fraction = sum(k and s for k, s in zip(keep, scored)) / sum(scored)
+    exact = metrics(0.0)
+    assert exact["AR"] == pytest.approx(kept_fraction, abs=1e-9), (exact, kept_fraction)
+    if kept_fraction == 1.0:
+        assert exact["AP"] == pytest.approx(1.0, abs=1e-9) and exact["AP .5"] == pytest.approx(1.0, abs=1e-9)
+    if jitter:
+        noisy = metrics(jitter)
+        for name in ("AP", "AP .5", "AP .75", "AR"):
+            assert noisy[name] <= exact[name] + 1e-9, (name, noisy[name], exact[name])

@@ -76,7 +76,13 @@ def test_two_iterations_checkpoint_round_trip(tmp_path):
     # Scheduler stepped after each epoch: LR_STEP [1] -> epoch 0 at LR, epoch 1 at LR * 0.1.
     assert [r["lr"] for r in steps] == pytest.approx([1e-3, 1e-4])
     val = records(tmp_path, "val")
-    assert len(val) == 1 and val[0]["metric"] == "AP" and 0.0 <= val[0]["value"] <= 1.0
+    assert len(val) == 1 and val[0]["metric"] == "AP"
+    # Validation inside training scores what pose-eval scores for the same weights (the last epoch's,
+    # final.pth): the same numbers, not just "a number in [0, 1]".
+    from pose.evaluation.runner import run_evaluation
+
+    (standalone,) = run_evaluation(cfg, tmp_path / "final.pth", progress=False)["metrics"].values()
+    assert val[0]["metrics"] == pytest.approx(standalone, abs=1e-12) and val[0]["value"] == standalone["AP"]
     last = load_checkpoint(tmp_path / "checkpoint_last.pth")
     assert (last["epoch"], last["step"]) == (2, 0)
     assert {"optimizer", "scheduler", "scaler", "rng_state"} <= set(last)
@@ -210,26 +216,27 @@ def test_plot_writes_png(tmp_path):
     assert main([str(tmp_path / "missing"), "--quiet"]) == 1
 
 
-def test_train_cli_help_and_bad_config(tmp_path, capsys):
+def test_train_cli_help_and_bad_config(tmp_path, capfd):
+    # capfd, not capsys: a line written to fd 2 by C code (OpenCV, FFmpeg) must count too
     from pose.cli.train import main
 
     with pytest.raises(SystemExit) as e:
         main(["--help"])
     assert e.value.code == 0
-    assert "--cfg" in capsys.readouterr().out
+    assert "--cfg" in capfd.readouterr().out
     assert main(["--cfg", str(TINY), "--output-dir", str(tmp_path / "run"), "TRAIN.LR", "-1.0"]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
+    err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "TRAIN.LR" in err[0]
     assert main(["--cfg", str(tmp_path / "nope.yaml")]) == 1
 
 
-def test_missing_pretrained_file_is_one_line_error(tmp_path, capsys):
+def test_missing_pretrained_file_is_one_line_error(tmp_path, capfd):
     from pose.cli.train import main
 
     code = main(["--cfg", str(TINY), "--output-dir", str(tmp_path), *DATA,
                  "MODEL.PRETRAINED", str(tmp_path / "hrnet_w32-36af842e.pth")])
     assert code == 1
-    err = capsys.readouterr().err.strip().splitlines()
+    err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "MODEL.PRETRAINED" in err[0] and "does not exist" in err[0]
 
 
@@ -295,11 +302,15 @@ def test_ddp_two_processes_matches_single_process_validation(tmp_path):
         np.testing.assert_allclose(a["keypoints"], b["keypoints"], atol=1e-3)
 
 
-def _train_cmd(run_dir, end_epoch=2):
-    opts = DATA + ["TRAIN.DETERMINISTIC", "True", "AUTO_RESUME", "True",
+def _train_opts(end_epoch=2):
+    return DATA + ["TRAIN.DETERMINISTIC", "True", "AUTO_RESUME", "True",
                    "TRAIN.CHECKPOINT_INTERVAL_ITERS", "2",
                    "TRAIN.MAX_ITERS_PER_EPOCH", "0", "TRAIN.BATCH_SIZE_PER_GPU", "2", "TRAIN.END_EPOCH", str(end_epoch),
-                   "TRAIN.VAL_INTERVAL", "0", "TRAIN.WARMUP_ITERS", "4"]
+                   "TRAIN.VAL_INTERVAL", "0", "TRAIN.WARMUP_ITERS", "4", "PRINT_FREQ", "1"]
+
+
+def _train_cmd(run_dir, end_epoch=2):
+    opts = _train_opts(end_epoch)
     return [sys.executable, "-m", "pose.cli.train", "--cfg", str(TINY), "--output-dir", str(run_dir),
             "--device", "cpu", "--no-progress", *opts]
 
@@ -347,6 +358,26 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
         assert torch.equal(want[key], got[key]), key
     assert not list(crashed.glob(".*.tmp"))
 
+    # Training moved the weights (bit-identical copies of an untouched init would also be "equal"):
+    # every convolution of the tiny config's 2-epoch run differs from the seeded initialisation.
+    from pose.distributed import Dist
+    from pose.training import build_training_model
+
+    init = build_training_model(load_config(TINY, _train_opts()), Dist()).state_dict()
+    convs = [k for k in init if k.endswith(".weight") and init[k].ndim == 4]
+    assert convs and all(not torch.equal(init[k], want[k]) for k in convs)
+
+    # The resumed run went on from the checkpointed iteration: its logged iterations are exactly the
+    # straight run's from there on (none repeated, none skipped), each with the same loss (same batch).
+    lines = records(crashed)
+    after = lines[next(i for i, r in enumerate(lines) if r["type"] == "resume") + 1:]
+    resumed = [(r["global_step"], r["loss"]) for r in after if r["type"] == "train"]
+    full = [(r["global_step"], r["loss"]) for r in records(straight, "train")]
+    per_epoch = len(full) // 2
+    start = ckpt["epoch"] * per_epoch + ckpt["step"]
+    assert per_epoch == 6 and [g for g, _ in full] == list(range(1, 13))
+    assert resumed == full[start:], (resumed[:3], full[start:start + 3])
+
 
 @pytest.mark.slow
 def test_sigint_exits_130_and_keeps_the_last_checkpoint(tmp_path):
@@ -367,3 +398,26 @@ def test_sigint_exits_130_and_keeps_the_last_checkpoint(tmp_path):
     assert "interrupted" in err
     assert load_checkpoint(run / "checkpoint_last.pth")["step"] >= 2
     assert not list(run.glob(".*.tmp"))
+
+
+def test_config_copy_is_written_atomically(tmp_path, monkeypatch):
+    """``config.yaml`` in the run folder is replaced whole or not at all (disk full at fsync: the old copy
+    stays, no temp file)."""
+    import errno
+
+    from pose import fileio
+    from pose.distributed import Dist
+    from pose.training import prepare_output_dir
+
+    prepare_output_dir(tiny(), tmp_path, Dist())
+    before = (tmp_path / "config.yaml").read_text()
+    assert config_from_yaml_text(before) == tiny()
+
+    def disk_full(_fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(fileio.os, "fsync", disk_full)
+    with pytest.raises(OSError):
+        prepare_output_dir(tiny("TRAIN.LR", 0.5), tmp_path, Dist())
+    assert (tmp_path / "config.yaml").read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["config.yaml"]

@@ -311,3 +311,29 @@ def test_imagenet_shape_mismatch_is_an_error():
 def test_imagenet_nothing_matching_is_an_error():
     with pytest.raises(CheckpointError, match="no key matches the model"):
         wt.load_imagenet_pretrained(_tiny(), {"classifier.weight": torch.zeros(2, 2)})
+
+
+def test_imagenet_init_from_the_official_classification_key_layout(tmp_path):
+    """A W32 ImageNet checkpoint laid out as the official classifier's state dict (names and shapes of
+    ../shared/reference/hrnet_cls_w32_state_dict_keys.json) initialises the W32 pose net: the 1752
+    tensors both nets share load, the classification-only ones are reported as skipped, and only the
+    pose head keeps its initialisation."""
+    entries = json.loads(reference_path("hrnet_cls_w32_state_dict_keys.json").read_text())
+    torch.manual_seed(0)
+    model = build_model_from_arch("hrnet_w32", 17)
+    g = torch.Generator().manual_seed(3)
+    state = OrderedDict((name, torch.randn(shape, generator=g) if shape else torch.tensor(7))
+                        for name, shape in entries)
+    path = tmp_path / "hrnetv2_w32_imagenet_pretrained.pth"
+    torch.save(state, path)
+    report = wt.load_imagenet_pretrained(model, path)
+    assert report.num_loaded == 1752
+    classification_only = {n for n, _ in entries if n.split(".")[0] in
+                           ("incre_modules", "downsamp_modules", "final_layer", "classifier")}
+    assert classification_only and set(report.skipped["not in PRETRAINED_LAYERS"]) == classification_only
+    fuse = set(report.skipped["no counterpart in the model"])
+    assert len(fuse) == 78 and all(n.startswith("stage4.2.fuse_layers.") for n in fuse)
+    assert len(report.loaded_keys) + len(classification_only) + len(fuse) == len(entries)
+    assert report.left_at_init == ("final_layer.weight", "final_layer.bias")
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[k], state[k]) for k in report.loaded_keys)

@@ -2,6 +2,8 @@
 import functools
 import hashlib
 import http.server
+import json
+import re
 import socket
 import threading
 import time
@@ -29,7 +31,8 @@ def test_zoo_entry_is_consistent(name):
     info = zoo.ZOO[name]
     assert info.name == name
     assert info.url.startswith("https://download.openmmlab.com/mmpose/")
-    assert len(info.sha256_prefix) == 8 and int(info.sha256_prefix, 16) >= 0
+    # lower-case hex: the download check compares it with hexdigest(), which is lower case
+    assert re.fullmatch(r"[0-9a-f]{8}", info.sha256_prefix), info.sha256_prefix
     assert f"-{info.sha256_prefix}_" in info.filename  # torch.hub convention: the hash is in the name
     w, h = info.input_size
     assert name == f"{info.arch}_{info.dataset}_{h}x{w}"
@@ -119,7 +122,8 @@ def test_download_good_checksum_lands_in_cache_and_loads(served, tmp_path, monke
     cache = tmp_path / "cache"
     path = zoo.resolve_weights("tiny_coco_128x96", cache_dir=cache, progress=False)
     assert path == cache / "checkpoints" / name
-    assert _files(cache) == [path]  # no temp file left behind
+    # no temp file left behind; the stamp records when the checksum was verified
+    assert _files(cache) == sorted([path, path.with_name(f".{name}.verified")])
     model = build_model_from_arch("hrnet_tiny", 17)
     load_weights(model, path)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
@@ -127,6 +131,43 @@ def test_download_good_checksum_lands_in_cache_and_loads(served, tmp_path, monke
     # A second resolve uses the cache and never touches the network.
     monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("network used"))
     assert zoo.resolve_weights("tiny_coco_128x96", cache_dir=cache) == path
+
+
+def test_cached_file_truncated_or_replaced_is_caught(served, tmp_path, monkeypatch, caplog):
+    """A cached file is hashed again when its size or mtime changed since its last verification: a
+    truncated file is deleted and downloaded again; offline, a replaced file is a one-line error."""
+    base, name, sha, state = served
+    monkeypatch.setattr(zoo, "ZOO", {"tiny_coco_128x96": _fake_entry(base + name, sha[:8])})
+    cache = tmp_path / "cache"
+    path = zoo.resolve_weights("tiny_coco_128x96", cache_dir=cache, progress=False)
+    good = path.read_bytes()
+    stamp = path.with_name(f".{name}.verified")
+    assert stamp.is_file()
+
+    # Unchanged: no re-hash (the stamp matches size and mtime).
+    monkeypatch.setattr(zoo, "_sha256_of", lambda p: pytest.fail("an unchanged cached file was hashed again"))
+    assert zoo.resolve_weights("tiny_coco_128x96", cache_dir=cache, offline=True) == path
+    monkeypatch.undo()
+    monkeypatch.setattr(zoo, "ZOO", {"tiny_coco_128x96": _fake_entry(base + name, sha[:8])})
+
+    # Truncated later: caught, deleted and fetched again (the server still has the good file).
+    path.write_bytes(good[: len(good) // 2])
+    with caplog.at_level("WARNING", logger="pose.zoo"):
+        assert zoo.resolve_weights("tiny_coco_128x96", cache_dir=cache, progress=False) == path
+    assert "truncated or replaced" in caplog.text
+    assert path.read_bytes() == good
+
+    # Replaced by another file of the same size, offline: refused, and the message names the file.
+    other = bytearray(good)
+    other[-1] ^= 0xFF
+    path.write_bytes(bytes(other))
+    with pytest.raises(DownloadError, match=f"cached weights '{re.escape(str(path))}' fail their checksum"):
+        zoo.resolve_weights("tiny_coco_128x96", cache_dir=cache, offline=True)
+
+    # Put back (same bytes as verified, new mtime): re-hashed once, accepted, stamp refreshed.
+    path.write_bytes(good)
+    assert zoo.resolve_weights("tiny_coco_128x96", cache_dir=cache, offline=True) == path
+    assert json.loads(stamp.read_text())["mtime_ns"] == path.stat().st_mtime_ns
 
 
 def test_pose_cache_environment_variable(served, tmp_path, monkeypatch):

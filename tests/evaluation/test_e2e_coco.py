@@ -59,31 +59,60 @@ def _run(golden, golden_weights, tmp_path, set_name, mode):
     return e2e, dataset, keypoints, results, stats
 
 
+HEATMAP_SIZE = (48, 64)  # (W, H) of the golden W32 256x192 config
+
+
+def _stable(rec) -> np.ndarray:
+    """(17,) joints whose maximum is clear (reference README: argmax gap and quarter-pixel diffs >= 1e-3)."""
+    gap = np.asarray(rec["argmax_gap"])
+    pp = np.array([np.inf if v is None else v for v in rec["pp_min_abs_diff"]])
+    return (gap >= 1e-3) & (pp >= 1e-3)
+
+
+def _check_keypoints(got, want, rec, where):
+    """(17, 3) keypoints against the golden: stable joints within 1e-2 px; near-tie joints (float noise may
+    move their peak to another point of a flat maximum) within 4 heatmap pixels, never unchecked (measured
+    worst: coco_mini gt_boxes record 1, joint 13, 3.5 heatmap px = 5.6 image px); scores within 1e-4."""
+    got, want = np.asarray(got, np.float64).reshape(17, 3), np.asarray(want, np.float64).reshape(17, 3)
+    stable = _stable(rec)
+    np.testing.assert_allclose(got[stable, :2], want[stable, :2], atol=1e-2, rtol=0, err_msg=where)
+    bound = 4 * np.asarray(rec["scale"], np.float64) * 200 / np.asarray(HEATMAP_SIZE) + 1e-2  # (x, y) px
+    off = np.abs(got[~stable, :2] - want[~stable, :2])
+    assert (off <= bound).all(), f"{where}: near-tie joints moved {off.max(0)} px > {bound}"
+    np.testing.assert_allclose(got[:, 2], want[:, 2], atol=1e-4, rtol=0, err_msg=where)
+    return int((~stable).sum())
+
+
+def _record_key(image_id, center):
+    return image_id, round(center[0], 2), round(center[1], 2)
+
+
+def check_results(results, golden_set):
+    """A results JSON (after rescoring and OKS-NMS) against the golden one: the same persons (matched
+    by image and centre, as the reference README advises), keypoints and scores."""
+    assert len(results) == golden_set["num_results"]
+    golden_results = {_record_key(r["image_id"], r["center"]): r for r in golden_set["results"]}
+    records = {_record_key(r["image_id"], r["center"]): r for r in golden_set["records"]}
+    assert len({_record_key(r["image_id"], r["center"]) for r in results}) == len(results)
+    for r in results:
+        key = _record_key(r["image_id"], r["center"])
+        g = golden_results[key]
+        assert r["score"] == pytest.approx(g["score"], abs=1e-4), key
+        _check_keypoints(r["keypoints"], g["keypoints"], records[key], f"result {key}")
+
+
 def _check(golden_set, dataset, keypoints, results, stats):
     records = golden_set["records"]
     assert len(dataset) == golden_set["num_samples"] == len(records)
-    skipped = 0
+    near_ties = 0
     for i, rec in enumerate(records):
         sample = dataset.samples[i]
         assert sample.image_id == rec["image_id"]
         np.testing.assert_allclose(sample.center, rec["center"], atol=1e-4)
         np.testing.assert_allclose(sample.scale, rec["scale"], atol=1e-6)
-        want = np.asarray(rec["keypoints"])
-        # Joints with near-flat maxima can legitimately move by one heatmap pixel under float noise.
-        gap = np.asarray(rec["argmax_gap"])
-        pp = np.array([np.inf if v is None else v for v in rec["pp_min_abs_diff"]])
-        stable = (gap >= 1e-3) & (pp >= 1e-3)
-        skipped += int((~stable).sum())
-        np.testing.assert_allclose(keypoints[i, stable, :2], want[stable, :2], atol=1e-2, rtol=0,
-                                   err_msg=f"record {i}")
-        np.testing.assert_allclose(keypoints[i, :, 2], want[:, 2], atol=1e-4, rtol=0, err_msg=f"record {i}")
-    assert skipped < 0.1 * len(records) * 17
-    assert len(results) == golden_set["num_results"]
-    golden_results = {(r["image_id"], round(r["center"][0], 2), round(r["center"][1], 2)): r
-                      for r in golden_set["results"]}
-    for r in results:
-        g = golden_results[(r["image_id"], round(r["center"][0], 2), round(r["center"][1], 2))]
-        assert r["score"] == pytest.approx(g["score"], abs=1e-4)
+        near_ties += _check_keypoints(keypoints[i], rec["keypoints"], rec, f"record {i}")
+    assert near_ties < 0.1 * len(records) * 17
+    check_results(results, golden_set)
     np.testing.assert_allclose(list(stats.values()), golden_set["stats"], atol=1e-6)
 
 
@@ -100,7 +129,7 @@ def test_e2e_coco_other_sets(golden, golden_weights, tmp_path, set_name, mode):
     _check(e2e["sets"][set_name][mode], dataset, keypoints, results, stats)
 
 
-def test_pose_eval_cli_with_golden_weights(golden_weights, tmp_path, capsys):
+def test_pose_eval_cli_with_golden_weights(golden, golden_weights, tmp_path, capsys):
     from pose.cli.evaluate import main
 
     out = tmp_path / "eval"
@@ -111,5 +140,7 @@ def test_pose_eval_cli_with_golden_weights(golden_weights, tmp_path, capsys):
     assert code == 0
     assert "GROUND-TRUTH boxes" in printed
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["metrics"]["quarter"]) >= {"AP", "AR"}
-    assert len(json.loads((out / "keypoints_val2017_results_quarter.json").read_text())) == 12
+    golden_set = golden("golden_e2e_coco_seed0.json")["sets"]["coco"]["gt_boxes"]
+    # The CLI's results file holds the official pipeline's persons, keypoints and scores.
+    check_results(json.loads((out / "keypoints_val2017_results_quarter.json").read_text()), golden_set)
+    assert list(metrics["metrics"]["quarter"].values()) == pytest.approx(golden_set["stats"], abs=1e-6)

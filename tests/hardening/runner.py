@@ -1,4 +1,15 @@
-"""Load the hardening catalogue (``cases.yaml``), run a case as a subprocess, check its outcome."""
+"""Load the hardening catalogue (``cases.yaml``), run a case as a subprocess, check its outcome.
+
+What every row is held to (``problems``):
+- the exit code, the stderr/stdout fragments, no Python traceback;
+- a non-zero exit writes exactly one non-empty line to the child's file descriptor 2, the
+  ``prog: error: ...`` line: the subprocess's whole stderr is captured, so writes by C code (FFmpeg,
+  OpenCV) count too;
+- a refusal (non-zero exit) leaves nothing in the case's output folder (an empty folder at most);
+- a success leaves no temp file, and every file it left in the output folder is complete and
+  parseable (JSON, JSON lines, YAML, images, videos, checkpoints, TorchScript).
+"""
+import json
 import os
 import re
 import shlex
@@ -123,8 +134,58 @@ def temp_leftovers(folder: Path) -> List[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if _TEMP.search(p.name))
 
 
+def files_in(folder: Path) -> List[str]:
+    """Every file under ``folder`` (relative names; [] if it does not exist)."""
+    if not folder.exists():
+        return []
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if not p.is_dir())
+
+
 def error_lines(stderr: str, prog: str) -> List[str]:
     return [line for line in stderr.splitlines() if line.startswith(f"{prog}:") and "error" in line]
+
+
+def unreadable(path: Path) -> Optional[str]:
+    """Why a finished output file is not complete and parseable (None: it is)."""
+    name = path.name.lower()
+    try:
+        if path.stat().st_size == 0:
+            return "empty file"
+        if name.endswith(".jsonl"):
+            for line in path.read_text().splitlines():
+                json.loads(line)
+        elif name.endswith(".json"):
+            json.loads(path.read_text())
+        elif name.endswith((".yaml", ".yml")):
+            yaml.safe_load(path.read_text())
+        elif name.endswith((".jpg", ".jpeg", ".png")):
+            import cv2
+
+            if cv2.imread(str(path)) is None:
+                return "image does not decode"
+        elif name.endswith((".mp4", ".avi")):
+            import cv2
+
+            cap = cv2.VideoCapture(str(path))
+            ok, _ = cap.read()
+            cap.release()
+            if not ok:
+                return "video has no readable frame"
+        elif name.endswith(".torchscript.pt"):
+            import torch
+
+            torch.jit.load(str(path), map_location="cpu")
+        elif name.endswith((".pth", ".pt")):
+            from pose.weights import read_checkpoint
+
+            read_checkpoint(path)
+        elif name.endswith(".onnx"):
+            import onnx
+
+            onnx.checker.check_model(onnx.load(str(path)))
+    except Exception as e:  # noqa: BLE001 - any failure to read is the finding
+        return f"{type(e).__name__}: {str(e)[:120]}"
+    return None
 
 
 def problems(outcome: Outcome, values: Dict[str, str]) -> List[str]:
@@ -143,19 +204,29 @@ def problems(outcome: Outcome, values: Dict[str, str]) -> List[str]:
     for frag in case.stdout:
         if frag not in outcome.stdout:
             found.append(f"stdout lacks {frag!r}")
-    if case.exit == 1:
+    if outcome.returncode != 0:
         prog = Path(outcome.argv[0]).name if not outcome.argv[0].endswith("python") else ""
-        lines = [line for line in outcome.stderr.splitlines() if ": error: " in line]
-        if len(lines) != 1:
-            found.append(f"expected exactly one 'PROG: error: ...' line in stderr, got {len(lines)}")
+        lines = [line for line in outcome.stderr.splitlines() if line.strip()]
+        if len(lines) != 1 or ": error: " not in lines[0]:
+            shown = "; ".join(repr(line[:100]) for line in lines[:4])
+            found.append(f"expected stderr to be exactly one 'PROG: error: ...' line, got {len(lines)} line(s): "
+                         f"{shown}")
         elif prog.startswith("pose-") and not lines[0].startswith(f"{prog}: error: "):
             found.append(f"error line does not start with '{prog}: error: '")
+        left = files_in(outcome.out_dir)
+        if left:
+            found.append(f"a refusal left files in the output folder: {left[:5]}")
     leftovers = temp_leftovers(outcome.out_dir)
     if leftovers:
         found.append(f"temp files left in the output folder: {leftovers}")
     for pattern in case.creates:
         if not list(outcome.out_dir.glob(pattern)):
             found.append(f"expected output {pattern!r} is missing")
+    if outcome.returncode == 0:
+        for name in files_in(outcome.out_dir):
+            why = unreadable(outcome.out_dir / name)
+            if why:
+                found.append(f"output {name} is not complete and parseable ({why})")
     for path in case.absent:
         if Path(path.format(**values)).exists():
             found.append(f"{path.format(**values)} exists but must not")

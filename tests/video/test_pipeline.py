@@ -400,3 +400,26 @@ def test_write_demo_outputs_creates_nothing_before_the_first_frame(tmp_path):
         write_demo_outputs(failing_stream(), source, COCO_17, output_dir=out, write_csv=True, progress=False)
     source.close()
     assert not (tmp_path / "new").exists()
+
+
+def test_rendered_image_is_written_atomically(tmp_path, monkeypatch):
+    """A rendered picture appears whole or not at all: a write that fails (disk full at fsync) leaves the
+    previous file as it was and no temp file (README: outputs are written atomically)."""
+    import errno
+
+    from pose import fileio
+    from pose.video import pipeline
+
+    path = tmp_path / "000000000785_pose.jpg"
+    pipeline._write_image(path, np.full((16, 16, 3), 40, np.uint8))
+    before = path.read_bytes()
+    assert cv2.imread(str(path)) is not None
+
+    def disk_full(_fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(fileio.os, "fsync", disk_full)
+    with pytest.raises(OSError):
+        pipeline._write_image(path, np.full((64, 64, 3), 200, np.uint8))
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]

@@ -233,10 +233,21 @@ def test_draw_poses_draws_limbs_and_returns_new_image(rng, spec):
 
 
 def test_draw_poses_survives_far_and_nan_points():
+    """Far-away and NaN joints neither raise nor wrap around int32 into garbage lines: a pose entirely
+    off the image draws nothing, and a limb from an in-image joint to a far one points the right way."""
+    image = np.zeros((50, 50, 3), np.uint8)
     kp = np.ones((17, 3))
     kp[:, :2] = 1e12
     kp[0, 0] = np.nan
-    draw_poses(np.zeros((50, 50, 3), np.uint8), [PoseResult(kp, np.zeros(2), np.ones(2))], COCO_17)
+    out = draw_poses(image, [PoseResult(kp, np.zeros(2), np.ones(2))], COCO_17)
+    assert out.shape == image.shape and out.dtype == np.uint8 and out.sum() == 0
+    assert (5, 7) in [tuple(limb) for limb in COCO_17.skeleton]  # left shoulder - left elbow
+    kp[:, 2] = 0.0  # hidden joints
+    kp[5] = (25.0, 25.0, 1.0)  # in the image
+    kp[7] = (1e12, 1e12, 1.0)  # far to the bottom right
+    out = draw_poses(image, [PoseResult(kp, np.zeros(2), np.ones(2))], COCO_17, thickness=1)
+    assert out[40, 40].any() and out[48, 48].any()  # the limb runs down-right to the image corner
+    assert not out[:15, :15].any()  # and not up-left (where a wrapped coordinate would send it)
 
 
 def test_draw_fps_and_track_colors():
@@ -244,4 +255,7 @@ def test_draw_fps_and_track_colors():
     out = draw_fps(image, 12.345)
     assert image.sum() == 0 and out[:20, :80].max() == 255
     colors = {track_color(i) for i in range(20)}
-    assert len(colors) == 20 and track_color(3) == track_color(3)
+    assert len(colors) == 20 and track_color(None) not in colors  # untracked grey is no track's colour
+    # neighbouring ids (the tracker hands them out in order) are far apart in colour, not shades of one
+    steps = [np.abs(np.subtract(track_color(i), track_color(i + 1))).max() for i in range(20)]
+    assert min(steps) >= 100, steps
