@@ -56,8 +56,8 @@ def _body(args: argparse.Namespace) -> int:
         s for s in SECTIONS if s != "gpu" or args.device == "cuda"]
     unknown = [s for s in names if s not in SECTIONS]
     if unknown:
-        print(f"benchmarks: unknown section(s) {', '.join(unknown)}; expected some of {', '.join(SECTIONS)}",
-              file=sys.stderr)
+        print(f"benchmarks: error: unknown section(s) {', '.join(unknown)}; expected some of "
+              f"{', '.join(SECTIONS)}", file=sys.stderr)
         return 2
     if args.json:  # fail now, not after minutes of timing
         ensure_output_dir(Path(args.json).resolve().parent)

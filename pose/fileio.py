@@ -116,6 +116,26 @@ def read_json(path: PathLike, what: str = "JSON file") -> Any:
         raise DataError(f"{what} '{path}' cannot be read ({e.strerror})") from None
 
 
+def check_output_folder(path: PathLike) -> Path:
+    """Check that ``path`` is, or can be created as, a writable folder, without creating it.
+
+    Raises:
+        DataError: a file is in the way, or the nearest existing folder above it is not writable.
+    """
+    path = Path(path)
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise DataError(f"output folder '{path}' cannot be created ('{probe}' is a file)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise DataError(f"output folder '{path}' is not writable" if probe == path else
+                        f"output folder '{path}' cannot be created (folder '{probe}' is not writable)")
+    return path
+
+
 def ensure_output_dir(path: PathLike) -> Path:
     """Create ``path`` (and parents) and check it is writable; raise :class:`DataError` otherwise."""
     path = Path(path)

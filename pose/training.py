@@ -394,11 +394,17 @@ def build_training_data(cfg, codec, dist: Dist) -> _Data:
                                                   shuffle=bool(t.SHUFFLE), seed=int(t.SEED), drop_last=False)
     batches_per_epoch = math.ceil(len(sampler) / t.BATCH_SIZE_PER_GPU)
     num_iters = min(batches_per_epoch, t.MAX_ITERS_PER_EPOCH) if t.MAX_ITERS_PER_EPOCH else batches_per_epoch
+    return _Data(train_set, val_set, sampler, num_iters)
+
+
+def log_training_plan(cfg, data: "_Data", dist: Dist) -> None:
+    """The one INFO line that says what training does; logged once everything was accepted, so a refusal
+    before it prints its one error line only."""
+    t = cfg.TRAIN
     if dist.is_main:
         logger.info("training on %d samples, %d process(es) x batch %d, %d iterations per epoch, "
-                    "epochs %d..%d", len(train_set), dist.world_size, t.BATCH_SIZE_PER_GPU, num_iters,
-                    t.BEGIN_EPOCH, t.END_EPOCH - 1)
-    return _Data(train_set, val_set, sampler, num_iters)
+                    "epochs %d..%d", len(data.train_set), dist.world_size, t.BATCH_SIZE_PER_GPU,
+                    data.num_iters, t.BEGIN_EPOCH, t.END_EPOCH - 1)
 
 
 def place_model(cfg, model: torch.nn.Module, dist: Dist) -> torch.nn.Module:
@@ -465,6 +471,7 @@ def _train(cfg, output_dir: Path, dist: Dist, show_progress: bool) -> dict:
     last_path = output_dir / LAST
     state = resume_if_possible(cfg, last_path, model, optimizer, scheduler, scaler, dist)
     write_run_config(cfg, output_dir, dist)
+    log_training_plan(cfg, data, dist)
     dist.barrier()
     if dist.world_size > 1:
         ddp_ids = [dist.device.index] if dist.device.type == "cuda" else None

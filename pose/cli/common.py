@@ -92,9 +92,20 @@ def split_trailing_flags(parser: argparse.ArgumentParser, overrides: Sequence[st
     return kept, flags
 
 
+def one_line_usage_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Make ``parser`` report usage errors as the one line every failure prints (``PROG: error: WHAT``,
+    exit 2) instead of argparse's usage block followed by the message; ``--help`` still shows the usage."""
+    def error(message: str):
+        parser.exit(EXIT_USAGE, f"{parser.prog}: error: {message} (see {parser.prog} --help)\n")
+    parser.error = error
+    return parser
+
+
 def parse_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """``parser.parse_args`` that also accepts flags after the ``KEY VALUE`` overrides (see
-    :func:`split_trailing_flags`): they are moved before the overrides and the line is parsed again."""
+    :func:`split_trailing_flags`): they are moved before the overrides and the line is parsed again.
+    Usage errors are one line (:func:`one_line_usage_errors`)."""
+    one_line_usage_errors(parser)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     overrides = getattr(args, OVERRIDES_DEST, None)

@@ -54,12 +54,14 @@ def _body(args) -> int:
     from pose.config import load_config
     from pose.errors import ConfigError
     from pose.export import export_model, sample_crops
+    from pose.fileio import check_output_folder
     from pose.imageio import read_image_rgb
     from pose.loading import load_model
     from pose.predictor import TopDownPredictor
 
     if args.num_random < 1:
         raise ConfigError(f"--num-random: got {args.num_random}, expected an integer >= 1")
+    check_output_folder(args.output_dir)  # before any model loads: a refusal prints one line only
     cfg = load_config(args.cfg, list(args.opts)) if args.cfg else None
     model, cfg, codec, spec = load_model(args.weights, cfg, overrides=[] if args.cfg else list(args.opts),
                                          offline=args.offline)

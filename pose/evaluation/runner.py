@@ -25,7 +25,7 @@ from pose.data.topdown import TopDownDataset
 from pose.distributed import gather_by_index, rank_and_world
 from pose.evaluation.coco import CocoKeypointEvaluator
 from pose.evaluation.mpii import MpiiPCKhEvaluator
-from pose.fileio import ensure_output_dir, write_json
+from pose.fileio import check_output_folder, ensure_output_dir, write_json
 from pose.loading import load_predictor
 from pose.predictor import TopDownPredictor
 from pose.structures import PoseResult
@@ -166,6 +166,8 @@ def run_evaluation(cfg, weights, *, output_dir=None, decoders: Sequence[str] = (
     Returns:
         ``{"boxes": label, "num_samples": n, "metrics": {decoder: {name: value}}, "files": [...]}``.
     """
+    if output_dir is not None:  # a folder that cannot be created is refused before any model loads
+        check_output_folder(output_dir)
     predictor, cfg = load_predictor(weights, cfg, overrides=overrides, device=device, batch_size=batch_size,
                                     offline=offline, backend=backend)
     if output_dir is not None:

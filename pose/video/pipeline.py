@@ -36,7 +36,6 @@ COCO ids, the output-folder check) change together; the parts with their own ide
 """
 import dataclasses
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -47,7 +46,7 @@ import cv2
 import numpy as np
 
 from pose.errors import DataError
-from pose.fileio import atomic_write, ensure_output_dir
+from pose.fileio import atomic_write, check_output_folder, ensure_output_dir
 from pose.geometry import box_problems, count_box_problems
 from pose.structures import PersonBox, PoseResult
 from pose.video.records import FrameCsvWriter, FrameRecordWriter, write_coco_results
@@ -162,26 +161,6 @@ class _Window:
                 cv2.destroyWindow(self.title)
             except cv2.error:
                 pass
-
-
-def check_output_folder(path: Union[str, Path]) -> Path:
-    """Check that ``path`` is, or can be created as, a writable folder, without creating it.
-
-    Raises:
-        DataError: a file is in the way, or the nearest existing folder above it is not writable.
-    """
-    path = Path(path)
-    probe = path
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise DataError(f"output folder '{path}' cannot be created ('{probe}' is a file)")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise DataError(f"output folder '{path}' is not writable" if probe == path else
-                        f"output folder '{path}' cannot be created (folder '{probe}' is not writable)")
-    return path
 
 
 def record_meta(predictor, *, model: str, detector: str, untrained: bool = False, **extra) -> dict:
