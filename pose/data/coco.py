@@ -16,7 +16,9 @@ Official conventions reproduced (``lib/dataset/coco.py``):
   1 only, ``score >= IMAGE_THRE``, boxes used as given (not clipped), box score kept. The image is
   found through the detection's ``image_id`` in the GT ``images`` list (the official code parsed
   ``'%012d.jpg' % image_id``).
-- Visibility ``v in {1, 2}`` becomes 1.
+- Visibility: ``v > 0`` is a labelled joint (visible 1), ``v <= 0`` unlabelled (0). This covers COCO's
+  {0, 1, 2}, files that use only {0, 1} or {1, 2} (OneHand10K, COFW) and float confidences
+  (COCO-WholeBody hands: "v > 0 means reliable"); mmpose's ``min(1, v)`` is the same rule.
 
 Decisions where the official code had none (it crashed or silently misbehaved):
 
@@ -27,7 +29,11 @@ Decisions where the official code had none (it crashed or silently misbehaved):
   folder, missing image files.
 - A labelled joint (v > 0) with a non-finite or negative coordinate is set invisible (v = 0);
   one warning per file gives the count.
-- A missing ``area`` (PoseTrack files) is computed as bbox ``w * h``; one warning per file.
+- A missing ``area`` (PoseTrack, CrowdPose, AI Challenger files) is :func:`default_area` (``0.53 * w * h``
+  of the box, the convention of the field); one warning per file.
+- Any keypoint set: the K points come from the set's ``annotation_fields``; the categories whose
+  annotations are read and the file's own keypoint names are checked by :func:`keypoint_categories`
+  (AP-10K has 54 species categories sharing one keypoint list).
 - Annotations or detections whose ``image_id`` is not in the ``images`` list are skipped with one
   warning per file (count and first id): a GT subset with a full detection file is common.
 - Images are checked up front, only those that samples use (an image listed without usable people
@@ -35,11 +41,13 @@ Decisions where the official code had none (it crashed or silently misbehaved):
   many others are missing; ``skip_missing_images=True`` drops their samples with a warning.
 """
 
+import json
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -139,9 +147,14 @@ def _bbox(entry: dict, path, what: str) -> np.ndarray:
     return arr
 
 
-def _keypoints(ann: dict, num_joints: int, path) -> Tuple[np.ndarray, np.ndarray]:
+def _keypoints(ann: dict, spec: KeypointSpec, path) -> Tuple[np.ndarray, np.ndarray]:
     """(K, 2) coordinates and (K,) raw visibility of an annotation (unchecked values)."""
-    kps = ann.get("keypoints")
+    num_joints = spec.num_keypoints
+    try:
+        kps = spec.annotation_keypoints(ann)
+    except KeyError as e:
+        raise DataError(f"annotation file '{path}': annotation id {ann.get('id')} has no {e}; keypoint set "
+                        f"'{spec.name}' reads {list(spec.annotation_fields)}") from None
     try:
         arr = np.asarray(kps, dtype=np.float64)
     except (TypeError, ValueError):
@@ -186,6 +199,62 @@ def _annotations_by_image(data: dict, images: Dict[int, dict], path) -> Dict[int
     return anns_by_image
 
 
+def default_area(bbox_xywh) -> float:
+    """The area of an annotation without one: ``0.53 * w * h`` of its box (xtcocotools ``use_area=False``,
+    mmpose and Ultralytics; 0.53 is the mean ratio of segment area to box area on COCO persons)."""
+    return 0.53 * float(bbox_xywh[2]) * float(bbox_xywh[3])
+
+
+def _normalized_name(name) -> str:
+    return "".join(c if c.isalnum() else "_" for c in str(name).strip().lower())
+
+
+def keypoint_categories(data: dict, spec: KeypointSpec, path, *, check_names: bool = True) -> set:
+    """Category ids whose annotations carry ``spec``'s keypoints, after checking the file against the set.
+
+    A category's ``keypoints`` names must match the declared names (compared lower-case, non-alphanumerics as
+    ``_``, so "Right Shoulder" is ``right_shoulder``); with several :attr:`~KeypointSpec.annotation_fields` they
+    match the first field's names (COCO-WholeBody's category lists the 17 body points). A category with an
+    empty list (the face sets) is taken as is. Its ``skeleton`` is never used; one that does not fit (the
+    CrowdPose files' 17-point COCO skeleton for K = 14) is ignored with a warning. Without any category
+    that has a ``keypoints`` list, category 1 is used (the official reader's person category).
+
+    ``check_names=False`` accepts other names with the right count (e.g. PoseTrack's 17 points read with the
+    COCO-17 layout, whose head_bottom / head_top then sit where COCO has the eyes: know what you do).
+
+    Raises:
+        DataError: a name or count mismatch, naming the file, the category and the first differing name.
+    """
+    cats = data.get("categories")
+    if not isinstance(cats, list):
+        return {PERSON_CATEGORY}
+    ids = set()
+    names = [_normalized_name(n) for n in spec.keypoint_names]
+    for i, cat in enumerate(cats):
+        if not isinstance(cat, dict) or not isinstance(cat.get("keypoints"), list):
+            continue
+        listed = cat["keypoints"]
+        if listed:
+            prefix = len(spec.annotation_fields) > 1
+            if len(listed) != len(names) and not (prefix and len(listed) < len(names)):
+                raise DataError(f"annotation file '{path}': categories[{i}].keypoints has {len(listed)} names; "
+                                f"the declared keypoint set '{spec.name}' has {len(names)}")
+            for j, (got, want) in enumerate(zip(listed, names)):
+                if check_names and _normalized_name(got) != want:
+                    raise DataError(f"annotation file '{path}': categories[{i}].keypoints[{j}] is '{got}'; the "
+                                    f"declared keypoint set '{spec.name}' has '{spec.keypoint_names[j]}' there")
+            skeleton = cat.get("skeleton") or []
+            bad = [e for e in skeleton if not (isinstance(e, list) and len(e) == 2
+                                               and all(isinstance(v, int) and 1 <= v <= len(listed) for v in e))]
+            if bad:
+                logger.warning("annotation file '%s': categories[%d].skeleton has %d link(s) outside 1..%d "
+                               "(first %s); ignored (the declared skeleton of '%s' is used for drawing)",
+                               path, i, len(bad), len(listed), bad[0], spec.name)
+        if "id" in cat:
+            ids.add(cat["id"])
+    return ids or {PERSON_CATEGORY}
+
+
 def _windows(boxes: np.ndarray, input_size, padding: float) -> Tuple[np.ndarray, np.ndarray]:
     if len(boxes) == 0:
         return np.zeros((0, 2)), np.zeros((0, 2))
@@ -195,7 +264,7 @@ def _windows(boxes: np.ndarray, input_size, padding: float) -> Tuple[np.ndarray,
 
 def load_coco_gt_samples(ann_file, image_dir, *, input_size: Sequence[int], spec: KeypointSpec = COCO_17,
                          padding: float = geometry.BOX_PADDING, skip_missing_images: bool = False,
-                         check_images: bool = True) -> List[PersonSample]:
+                         check_images: bool = True, check_names: bool = True) -> List[PersonSample]:
     """Person samples from the GT boxes of a COCO keypoint file (official filtering and order).
 
     Args:
@@ -206,6 +275,7 @@ def load_coco_gt_samples(ann_file, image_dir, *, input_size: Sequence[int], spec
         padding: window enlargement (official 1.25).
         skip_missing_images: see :func:`check_image_files`.
         check_images: check image files up front.
+        check_names: check the file's category keypoint names against ``spec`` (:func:`keypoint_categories`).
 
     Returns:
         samples in official order; ``bbox_xywh`` is the cleaned box.
@@ -214,9 +284,9 @@ def load_coco_gt_samples(ann_file, image_dir, *, input_size: Sequence[int], spec
     data = _read_annotation_file(ann_file, "an object with 'images' and 'annotations'")
     images = _load_images(data, ann_file)
     anns_by_image = _annotations_by_image(data, images, ann_file)
+    categories = keypoint_categories(data, spec, ann_file, check_names=check_names)
     no_area = 0
 
-    k = spec.num_keypoints
     rows = []   # (image dict, ann, clean box (4,), joints (K,2), vis (K,))
     bad_joints = 0
     for image_id, img in images.items():
@@ -229,14 +299,14 @@ def load_coco_gt_samples(ann_file, image_dir, *, input_size: Sequence[int], spec
         for ann, raw_box in zip(anns, boxes):
             if "area" not in ann:
                 no_area += 1
-            areas.append(float(ann["area"]) if "area" in ann else float(raw_box[2] * raw_box[3]))
+            areas.append(float(ann["area"]) if "area" in ann else default_area(raw_box))
         clean, valid = geometry.clean_gt_boxes(boxes, width, height, areas=np.array(areas))
         for ann, box, ok in zip(anns, np.asarray(clean, dtype=np.float64), valid):
             if not ok:
                 continue
-            if ann.get("category_id", PERSON_CATEGORY) != PERSON_CATEGORY:
+            if ann.get("category_id", PERSON_CATEGORY) not in categories:
                 continue
-            joints, v = _keypoints(ann, k, ann_file)
+            joints, v = _keypoints(ann, spec, ann_file)
             raw = np.concatenate([joints, v[:, None]], axis=1)
             if np.where(np.isfinite(raw), raw, 0).max() == 0:    # official: max(keypoints) == 0
                 continue
@@ -247,8 +317,8 @@ def load_coco_gt_samples(ann_file, image_dir, *, input_size: Sequence[int], spec
             joints[bad] = 0.0
             rows.append((img, ann, box, joints, vis))
     if no_area:
-        logger.warning("annotation file '%s': %d annotation(s) have no 'area' (PoseTrack style); "
-                       "used bbox w*h instead", ann_file, no_area)
+        logger.warning("annotation file '%s': %d annotation(s) have no 'area'; used 0.53 * bbox w * h "
+                       "(the convention for files without segments)", ann_file, no_area)
     if bad_joints:
         logger.warning("annotation file '%s': %d labelled joint(s) have non-finite or negative coordinates; "
                        "set invisible", ann_file, bad_joints)
@@ -360,3 +430,74 @@ def read_coco_detections(detections: Union[str, os.PathLike, list], *, category_
         raise DataError(f"detection file '{source}': no person boxes (category_id {category_id}) among "
                         f"{len(dets)} entries; expected COCO person detections")
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# A first declaration from an annotation file (pose-keypoints init)
+# ------------------------------------------------------------------------------------------------
+_SIDES = (("left", "right"), ("Left", "Right"), ("LEFT", "RIGHT"), ("l", "r"), ("L", "R"))
+
+
+def _mirror_name(name: str, names: set) -> Optional[str]:
+    """The name with its left/right token swapped (``left_eye`` <-> ``right_eye``, ``L_Eye`` <-> ``R_Eye``,
+    ``Left Knee``, ``hand_left``), if that name is in ``names``."""
+    tokens = re.split(r"([_\-\s.])", name)
+    for i, tok in enumerate(tokens):
+        for a, b in _SIDES:
+            for x, y in ((a, b), (b, a)):
+                if tok == x or (len(x) > 1 and tok.startswith(x) and tok[len(x):len(x) + 1].isupper()):
+                    other = "".join(tokens[:i] + [y + tok[len(x):]] + tokens[i + 1:])
+                    if other in names:
+                        return other
+    return None
+
+
+def draft_declaration(ann_file, name: str) -> str:
+    """YAML text of a keypoint declaration guessed from a COCO-format file's ``categories``.
+
+    Names come from the first category with a ``keypoints`` list (all such categories must agree); flip pairs
+    are guessed from left/right tokens in the names; the skeleton is the category's (1-based) when it fits;
+    ``sigmas: TODO`` (OKS evaluation refuses it until real sigmas are written, or an explicit uniform
+    fallback is passed). Files without names (the face sets) get ``kpt-0`` ... from the annotations' length.
+    """
+    data = _read_annotation_file(ann_file, "a COCO keypoint file with 'categories' and 'annotations'")
+    cats = [c for c in data.get("categories") or [] if isinstance(c, dict) and c.get("keypoints")]
+    if cats:
+        names = [str(n) for n in cats[0]["keypoints"]]
+        for c in cats[1:]:
+            if [str(n) for n in c["keypoints"]] != names:
+                raise DataError(f"annotation file '{ann_file}': category id {c.get('id')} lists other keypoint "
+                                f"names than category id {cats[0].get('id')}; expected one keypoint set per file")
+        raw_skeleton = cats[0].get("skeleton") or []
+    else:
+        anns = [a for a in _require_list(data, "annotations", ann_file) if isinstance(a, dict)]
+        lengths = {len(a.get("keypoints") or []) for a in anns}
+        if len(lengths) != 1 or not lengths or min(lengths) % 3 or min(lengths) == 0:
+            raise DataError(f"annotation file '{ann_file}': no category lists keypoint names and the annotations' "
+                            f"keypoints lengths are {sorted(lengths)}; expected one length 3K")
+        names = [f"kpt-{i}" for i in range(lengths.pop() // 3)]
+        raw_skeleton = []
+    if len(set(names)) != len(names):
+        raise DataError(f"annotation file '{ann_file}': duplicate keypoint names in its category; expected unique")
+    pool, pairs, paired = set(names), [], set()
+    for n in names:
+        m = _mirror_name(n, pool)
+        if m and n not in paired and m not in paired and m != n:
+            pairs.append((n, m))
+            paired.update((n, m))
+    skeleton = [(names[a - 1], names[b - 1]) for a, b in raw_skeleton
+                if isinstance(a, int) and isinstance(b, int) and 1 <= a <= len(names) and 1 <= b <= len(names)]
+    if len(skeleton) != len(raw_skeleton):
+        skeleton = []
+
+    def q(n):
+        return json.dumps(n)
+    lines = [f"# Keypoint declaration drafted by `pose-keypoints init` from {os.path.basename(str(ann_file))}.",
+             "# Check the flip pairs (guessed from left/right in the names) and replace 'sigmas: TODO' with",
+             "# K per-keypoint OKS sigmas (std of annotator error / object scale; COCO's are 0.025-0.107).",
+             f"name: {q(name)}", "protocol: coco",
+             "keypoints: [" + ", ".join(q(n) for n in names) + "]",
+             "flip_pairs: [" + ", ".join(f"[{q(a)}, {q(b)}]" for a, b in pairs) + "]",
+             "skeleton: [" + ", ".join(f"[{q(a)}, {q(b)}]" for a, b in skeleton) + "]",
+             "sigmas: TODO"]
+    return "\n".join(lines) + "\n"

@@ -53,6 +53,7 @@ ADDED_DEFAULTS = {
     "TEST.BLUR_KERNEL": 11, "MODEL.ARCH": "", "TEST.DECODER": "", "TEST.BACKEND": "torch",
     "DATASET.HALF_BODY_DRAW": "fair", "DATASET.TRAIN_ANN_FILE": "", "DATASET.TEST_ANN_FILE": "",
     "DATASET.TRAIN_IMAGE_DIR": "", "DATASET.TEST_IMAGE_DIR": "", "DATASET.GT_VALID_FILE": "",
+    "DATASET.KEYPOINTS": "", "DATASET.OKS_SIGMA_FALLBACK": 0.0,
     "TRAIN.AMP": False, "TRAIN.AMP_DTYPE": "bf16", "TRAIN.CHANNELS_LAST": False, "TRAIN.SYNC_BN": False,
     "TRAIN.WARMUP_ITERS": 0, "TRAIN.WARMUP_FACTOR": 0.001, "TRAIN.CHECKPOINT_INTERVAL_ITERS": 0,
     "TRAIN.VAL_INTERVAL": 1, "TRAIN.SEED": 0, "TRAIN.DETERMINISTIC": False, "TRAIN.MAX_ITERS_PER_EPOCH": 0,
@@ -489,7 +490,8 @@ def test_invariant_violations_name_the_key(overrides, key):
 
 def test_valid_variants_pass():
     cfg = tiny("MODEL.IMAGE_SIZE", "[192, 256]", "MODEL.HEATMAP_SIZE", "[48, 64]", "MODEL.SIGMA", "1.5",
-               "MODEL.EXTRA.STAGE2.BLOCK", "BOTTLENECK", "DATASET.DATASET", "custom", "MODEL.NUM_JOINTS", "5",
+               "MODEL.EXTRA.STAGE2.BLOCK", "BOTTLENECK", "DATASET.DATASET", "coco_format", "MODEL.NUM_JOINTS", "5",
+               "DATASET.KEYPOINTS", "tests/data/keypoints/hand5.yaml",
                "LOSS.TOPK", "5", "DATASET.HALF_BODY_DRAW", "official", "TEST.BACKEND", "onnxruntime",
                "TRAIN.AMP", "True", "TRAIN.AMP_DTYPE", "fp16")
     assert cfg.MODEL.SIGMA == 1.5 and cfg.DATASET.HALF_BODY_DRAW == "official"
@@ -536,7 +538,7 @@ def test_resolve_dataset_paths_explicit_keys_win():
     assert resolve_dataset_paths(cfg, "test") == {
         "ann_file": "/repo/tests/data/coco/test_coco.json", "image_dir": "/abs/images",
         "gt_valid_file": "/repo/gt.mat"}
-    custom = tiny("DATASET.DATASET", "custom", "DATASET.TRAIN_ANN_FILE", "")
+    custom = tiny("DATASET.DATASET", "crowdpose", "DATASET.TRAIN_ANN_FILE", "", "MODEL.NUM_JOINTS", "14")
     assert resolve_dataset_paths(custom, "test")["ann_file"] == "tests/data/coco/test_coco.json"
     with pytest.raises(ConfigError, match=r"DATASET\.TRAIN_ANN_FILE.*no official layout"):
         resolve_dataset_paths(custom, "train")
