@@ -12,7 +12,9 @@ results as the datasets' own tools do (xtcocotools does not import under numpy 2
   COCOeval per part with the part's sigma slice and the person's ``area``; a GT counts for a part only
   if the part has a labelled point (``num_keypoints`` recomputed per part; the file's own count is the
   body's, and keeping it drops face AP to 0.337 on GT fed back as predictions, see the tests). The
-  per-part results reuse the whole-body prediction's score (the model predicts no per-part score).
+  per-part results reuse the whole-body prediction's score (the model predicts no per-part score; xtcocotools
+  falls back to ``score`` too), and, as in xtcocotools, a result whose confidences on a part are all zero is
+  left out of that part.
 """
 import copy
 import logging
@@ -161,9 +163,13 @@ class WholeBodyEvaluator:
             counted = sum(1 for a in gt.dataset["annotations"] if a["num_keypoints"] > 0 and not a.get("iscrowd"))
             stats = [0.0] * len(STATS_NAMES)
             if results:
-                part_results = [dict(r, keypoints=list(np.asarray(r["keypoints"]).reshape(-1, 3)[sl].reshape(-1)))
-                                for r in results]
-                stats = run_cocoeval(gt, part_results, self.sigmas[sl], img_ids).stats
+                part_results = []
+                for r in results:
+                    kp = np.asarray(r["keypoints"], np.float64).reshape(-1, 3)[sl]
+                    if np.any(kp[:, 2] > 0):   # xtcocotools drops a result whose part confidences are all 0
+                        part_results.append(dict(r, keypoints=[float(v) for v in kp.reshape(-1)]))
+                if part_results:
+                    stats = run_cocoeval(gt, part_results, self.sigmas[sl], img_ids).stats
             for stat, index in _PART_STATS:
                 metrics[f"{name}/{stat}"] = float(stats[index])
             metrics[f"{name}/GT"] = float(counted)
