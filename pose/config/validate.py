@@ -185,7 +185,8 @@ class _Validator:
 
     def check_loss(self) -> None:
         topk = self.int_at_least("LOSS.TOPK", 1)
-        if topk > self.cfg.MODEL.NUM_JOINTS:
+        # Only OHKM reads TOPK; its default 8 must not block a set with fewer keypoints (a 5-point hand).
+        if self.cfg.LOSS.USE_OHKM and topk > self.cfg.MODEL.NUM_JOINTS:
             self.fail("LOSS.TOPK", f"got {topk}; expected at most MODEL.NUM_JOINTS = "
                       f"{self.cfg.MODEL.NUM_JOINTS}")
 

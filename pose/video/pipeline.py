@@ -187,6 +187,7 @@ def run_demo(source_spec: Union[str, int, FrameSource], predictor, detector, *,
         name = output_stem(source)
         summary = DemoSummary(source_kind=source.kind)
         meta = dict(meta or {})
+        meta.setdefault("keypoint_names", list(predictor.spec.keypoint_names))  # the set the model predicts
         if untrained:
             logger.warning(UNTRAINED_WARNING)
             meta.update(untrained_weights=True, warning=UNTRAINED_TEXT)

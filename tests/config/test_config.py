@@ -477,7 +477,7 @@ def test_stage_keys_are_checked_although_extra_is_open(tmp_path):
     (["DATASET.HALF_BODY_DRAW", "randn"], "DATASET.HALF_BODY_DRAW"),
     (["TEST.OKS_THRE", "1.5"], "TEST.OKS_THRE"),
     (["TEST.IN_VIS_THRE", "-0.1"], "TEST.IN_VIS_THRE"),
-    (["LOSS.TOPK", "18"], "LOSS.TOPK"),
+    (["LOSS.USE_OHKM", "True", "LOSS.TOPK", "18"], "LOSS.TOPK"),
     (["WORKERS", "-1"], "WORKERS"),
 ])
 def test_invariant_violations_name_the_key(overrides, key):
