@@ -158,6 +158,10 @@ EXPECTED = {
     "mpii_hrnet_w32_256x256.yaml": ("mpii", 32, [256, 256], [64, 64], 2.0, 32, 16),
     "mpii_hrnet_w48_256x256.yaml": ("mpii", 48, [256, 256], [64, 64], 2.0, 32, 16),
     "tiny_hrnet_128x96.yaml": ("coco", 16, [96, 128], [24, 32], 2.0, 4, 17),
+    "crowdpose_hrnet_w32_256x192.yaml": ("crowdpose", 32, [192, 256], [48, 64], 2.0, 32, 14),
+    "coco_wholebody_hrnet_w32_256x192.yaml": ("coco_wholebody", 32, [192, 256], [48, 64], 2.0, 32, 133),
+    "ap10k_hrnet_w32_256x256.yaml": ("ap10k", 32, [256, 256], [64, 64], 2.0, 32, 17),
+    "onehand10k_hrnet_w32_256x256.yaml": ("onehand10k", 32, [256, 256], [64, 64], 2.0, 32, 21),
 }
 
 
@@ -199,9 +203,11 @@ def test_shipped_config_loads_with_expected_values(path):
         assert augment == (45, 0.35, 0.3)
         assert (cfg.TEST.OKS_THRE, cfg.TEST.IN_VIS_THRE, cfg.TEST.IMAGE_THRE) == (0.9, 0.2, 0.0)
         assert cfg.TEST.COCO_BBOX_FILE.endswith("COCO_val2017_detections_AP_H_56_person.json")
-    else:
+    elif dataset == "mpii":
         assert augment == (30, 0.25, -1.0)
         assert (cfg.DATASET.TRAIN_SET, cfg.DATASET.TEST_SET) == ("train", "valid")
+    else:  # the other keypoint sets: COCO's augmentation (no half-body crop for one hand per crop)
+        assert augment == (45, 0.35, -1.0 if dataset == "onehand10k" else 0.3)
 
 
 def test_tiny_config_paths_point_at_the_fixture():
