@@ -194,3 +194,30 @@ def test_pose_keypoints_init_guesses_flip_pairs_and_marks_sigmas_todo(tmp_path):
     assert spec.flip_pairs == load_keypoint_set("aic").flip_pairs          # "Right Shoulder" <-> "Left Shoulder"
     assert len(spec.skeleton) == 14
     assert main(["init", str(REPO / "tests" / "data" / "aic" / "test_aic.json"), "-o", str(out), "--quiet"]) == 1
+
+
+def test_checkpoint_refuses_a_config_of_another_set(tmp_path):
+    import torch
+
+    from pose.checkpoint import save_checkpoint
+    from pose.codec import build_codec
+    from pose.loading import build_from_checkpoint
+    from pose.models import build_model
+
+    torch.manual_seed(0)
+    cfg = load_config(REPO / "configs" / "tiny_hrnet_128x96.yaml",
+                      ["DATASET.DATASET", "coco_format", "DATASET.KEYPOINTS", str(HAND5), "MODEL.NUM_JOINTS", "5"])
+    path = tmp_path / "hand5.pth"
+    save_checkpoint(path, model=build_model(cfg.MODEL), cfg=cfg, codec=build_codec(cfg),
+                    spec=keypoint_spec_for_config(cfg))
+    _, _, _, spec = build_from_checkpoint(path, cfg=cfg)          # the same set: accepted
+    assert spec.name == "hand5"
+    other = tmp_path / "other5.yaml"
+    other.write_text(yaml.safe_dump({"name": "other5", "keypoints": ["a", "b", "c", "d", "e"], "sigmas": [0.03] * 5}))
+    with pytest.raises(ConfigError) as e:
+        build_from_checkpoint(path, cfg=with_overrides(cfg, ["DATASET.KEYPOINTS", str(other)]))
+    assert "config keypoint set 'other5' (5 keypoints) differs in its keypoint names from checkpoint" in str(e.value)
+    with pytest.raises(ConfigError, match="DATASET.DATASET"):          # another named set: a bound value
+        build_from_checkpoint(path, cfg=load_config(REPO / "configs" / "tiny_hrnet_128x96.yaml",
+                                                    ["DATASET.DATASET", "crowdpose", "MODEL.NUM_JOINTS", "5",
+                                                     "DATASET.KEYPOINTS", str(HAND5)]))
