@@ -114,16 +114,20 @@ def test_crowdpose_rows_easy_medium_hard(data_dir):
 
 
 def test_crowdpose_needs_the_box_area_convention(data_dir):
-    """The files have no 'area': with the 0.53 * w * h rule AP is 1; a file 'area' of w*h makes OKS looser, so
-    the 10 px shift scores higher than under the protocol's 0.813."""
+    """The files have no 'area': it becomes 0.53 * w * h. A file 'area' of w*h makes OKS looser; the set's
+    oks_area 'bbox' (xtcocotools use_area=False) overrides it with 0.53 * w * h again."""
     spec = load_keypoint_set("crowdpose")
     path = data_dir / SAMPLES["crowdpose"][0]
     data = json.loads(path.read_text())
+    gt = load_coco_gt(path)
+    assert all(a["area"] == pytest.approx(0.53 * a["bbox"][2] * a["bbox"][3]) for a in gt.dataset["annotations"])
     for ann in data["annotations"]:
         ann["area"] = ann["bbox"][2] * ann["bbox"][3]
-    loose = _score(CocoKeypointEvaluator(data, sigmas=spec.oks_sigmas, oks_area="area"),
-                   results_from_gt(data, spec, shift_px=10.0))
-    assert loose["AP"] > 0.813 + 1e-3
+    shifted = results_from_gt(data, spec, shift_px=10.0)
+    loose = _score(CocoKeypointEvaluator(data, sigmas=spec.oks_sigmas, oks_area="area"), shifted)
+    strict = _score(CocoKeypointEvaluator(data, sigmas=spec.oks_sigmas, oks_area="bbox"), shifted)
+    protocol = _score(CrowdPoseEvaluator(path, sigmas=spec.oks_sigmas), shifted)
+    assert loose["AP"] > strict["AP"] and strict["AP"] == pytest.approx(protocol["AP"], abs=1e-12)
 
 
 def test_coco_wholebody_six_aps_with_per_part_counts(data_dir):
