@@ -187,5 +187,9 @@ def test_onehand10k_pck_auc_epe(data_dir):
     assert perfect["AUC"] == pytest.approx(0.95)   # strict "<" at threshold 0, as mmpose
     assert perfect["points"] == 20 + 7 + 15 + 21
     shifted = _score(PckEvaluator(path, spec), results_from_gt(data, spec, shift_px=10.0))
+    # PCK@0.2 normalises by the GT box's longer side: 10 px is correct where that side exceeds 50 px
+    labelled = [(max(a["bbox"][2:]), sum(v > 0 for v in a["keypoints"][2::3])) for a in data["annotations"]]
+    expected = sum(n for side, n in labelled if 10.0 / side < 0.2) / sum(n for _, n in labelled)
+    assert shifted["PCK@0.2"] == pytest.approx(expected) and 0 < expected
     # AUC: 13 of the 20 thresholds (10.5 .. 28.5 px) exceed the 10 px error
     assert shifted["EPE"] == pytest.approx(10.0) and shifted["AUC"] == pytest.approx(13 / 20)
