@@ -46,7 +46,7 @@ def _body(args) -> int:
         print(f"{spec.name}: K={spec.num_keypoints}, {len(spec.flip_pairs)} flip pairs, {len(spec.skeleton)} "
               f"skeleton links, sigmas {sigmas}, protocol {spec.protocol}")
         return 0
-    from pose.data.coco import draft_declaration
+    from pose.data.declaration import draft_declaration
 
     out = Path(args.output)
     if out.exists() and not args.force:
