@@ -4,6 +4,8 @@ Module map, by floor (a module imports only from floors below it; ``setup.cfg`` 
 CI checks with import-linter, ``docs/design.md`` says why):
 
     cli/          console entry points (thin shells: parse, call one library function, print)
+    api           PoseEstimator: the one-object Python API (images, batches, videos, webcams, streams)
+    poses         Poses / Person: one frame's result (numpy views, plot, JSON-lines record, COCO, pandas)
     video/        frames in, tracked poses out: sources, detection, tracking, smoothing, render,
                   records (JSON lines, CSV, COCO results), pipeline (the demo loop)
     training      the training loop (DDP, AMP, auto-resume) as named steps
@@ -29,7 +31,7 @@ CI checks with import-linter, ``docs/design.md`` says why):
                   CrowdPose, COCO-WholeBody, AP-10K, faces, hands, a user's own) and checked
     structures    PersonBox, PoseResult: frozen records crossing module boundaries
     fileio        atomic writes (normal permissions), checked JSON reading, output folders
-    imageio       reading images as RGB (the model input contract starts here)
+    imageio       reading images / arrays / PIL images as RGB (the model input contract starts here)
     errors        PoseError and friends: one-line, user-facing errors
 
 The curated API below is imported lazily, so ``import pose`` has no side effects and is cheap.
@@ -38,6 +40,8 @@ The curated API below is imported lazily, so ``import pose`` has no side effects
 __version__ = "0.1.0"
 
 _API = {
+    "PoseEstimator": "pose.api",
+    "Poses": "pose.poses",
     "build_model": "pose.models",
     "HeatmapCodec": "pose.codec",
     "build_codec": "pose.codec",

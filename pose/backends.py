@@ -25,7 +25,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -265,6 +265,16 @@ class OnnxRuntimeBackend:
             x = np.ascontiguousarray(crops_nchw, dtype=np.float32)
         return self.session.run([self.output_name], {self.input_name: x})[0]
 
+    @property
+    def output_names(self) -> Tuple[str, ...]:
+        """Every output of the graph, in order (a V2p pyramid has one per level)."""
+        return tuple(o.name for o in self.session.get_outputs())
+
+    def run_all(self, crops_nchw: torch.Tensor) -> Tuple[np.ndarray, ...]:
+        """Every output of the graph (``__call__`` returns only the first, the pose heatmaps)."""
+        x = np.ascontiguousarray(torch.as_tensor(crops_nchw).detach().cpu().numpy(), dtype=np.float32)
+        return tuple(self.session.run(list(self.output_names), {self.input_name: x}))
+
 
 class TorchScriptBackend:
     """Runs a saved TorchScript pose network (CPU); same call convention as the other backends."""
@@ -284,6 +294,15 @@ class TorchScriptBackend:
     def __call__(self, crops_nchw: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
             return self.module(crops_nchw.float()).float().numpy()
+
+    def run_all(self, crops_nchw: torch.Tensor) -> Tuple[np.ndarray, ...]:
+        """Every output of the module: a tuple / list / dict of tensors (a V2p pyramid), or one tensor."""
+        with torch.inference_mode():
+            out = self.module(crops_nchw.float())
+        if isinstance(out, dict):
+            out = list(out.values())
+        outputs = out if isinstance(out, (tuple, list)) else (out,)
+        return tuple(t.float().numpy() for t in outputs)
 
 
 # ------------------------------------------------------------------------------------------------

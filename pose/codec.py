@@ -24,6 +24,19 @@ Decoders (``decoder``), all returning crop-pixel coordinates and the heatmap max
     ``"udp"``      DARK refinement with the UDP ``(size - 1)`` mapping, unbiased targets and no
                    flip shift (``unbiased`` is True: crops must use ``crop_matrix(..., unbiased=True)``).
 
+Pixel conventions (the one rule for decoders that share a forward pass). A model is trained in one
+convention, and its heatmaps can only be read by the decoders of that convention, because the crop, the
+targets and the flip treatment all depend on it (UDP is a representation, not a decode-only option):
+    ``"official"``  ``size/2`` crops, ``msra`` (or DarkPose ``unbiased``) targets on the ``x / stride``
+                    grid, the one-pixel SHIFT_HEATMAP flip: decoders ``none``, ``quarter``, ``dark``;
+    ``"udp"``       ``(size - 1)`` crops, ``unbiased`` targets, exact flip: decoder ``udp``.
+:data:`CONVENTIONS` holds the table; :meth:`HeatmapCodec.with_decoding` (and so
+``pose.evaluation.decoder_codecs``, ``pose-eval --decoders``, ``TEST.DECODER`` on a checkpoint) refuses a
+decoder of the other convention with a one-line :class:`~pose.errors.ConfigError`, and
+:meth:`HeatmapCodec.require_convention` checks a codec against a model that declares its convention (the
+zoo). Scoring the official heatmaps with ``udp`` moved keypoints by up to 6 px on a perfect oracle
+(AP 0.896 instead of 1.000, issue 18).
+
 Round trips (tested): ``decode(encode(k))`` recovers sub-pixel ``k`` within 0.05 px for ``dark`` and
 ``udp`` with unbiased targets. With ``msra`` targets the peak is quantised, so every decoder returns
 ``round(x / stride) * stride`` (DARK within 0.01 px of it): the error is at most ``stride / 2`` per
@@ -54,9 +67,14 @@ logger = logging.getLogger(__name__)
 
 DECODERS = ("none", "quarter", "dark", "udp")
 ENCODINGS = ("msra", "unbiased")
+#: Pixel convention -> the decoders that read heatmaps of a model trained in it (see the module docstring).
+CONVENTIONS = {"official": ("none", "quarter", "dark"), "udp": ("udp",)}
+_CONVENTION_TEXT = {"official": "the official convention (size/2 crops, x/stride targets, shifted flip)",
+                    "udp": "the UDP convention ((size-1) crops, unbiased targets, unshifted flip)"}
 
 __all__ = [
-    "DECODERS", "ENCODINGS", "HeatmapCodec", "build_codec", "default_decoder", "msra_targets", "unbiased_targets",
+    "CONVENTIONS", "DECODERS", "ENCODINGS", "HeatmapCodec", "build_codec", "decoder_convention",
+    "decoding_from_config", "default_decoder", "msra_targets", "unbiased_targets",
     "argmax_heatmaps", "refine_quarter", "dark_modulate", "refine_dark", "flip_back",
 ]
 
@@ -421,13 +439,41 @@ class HeatmapCodec:
         encoding = ("unbiased" if decoder == "udp" else "msra") if encoding is None else str(encoding).lower()
         if encoding not in ENCODINGS:
             raise ConfigError(f"encoding: expected one of {', '.join(ENCODINGS)}, got {encoding!r}")
+        if decoder == "udp" and encoding == "msra":  # msra peaks sit on the x/stride grid, not UDP's
+            raise ConfigError("encoding 'msra' renders targets on the official x/stride grid; the udp decoder "
+                              "needs encoding 'unbiased'")
         self.encoding = encoding
 
     # -- conventions -------------------------------------------------------------------------
     @property
     def unbiased(self) -> bool:
         """True when crops and coordinates use the UDP ``(size - 1)`` convention (decoder ``udp``)."""
-        return self.decoder == "udp"
+        return self.convention == "udp"
+
+    @property
+    def convention(self) -> str:
+        """The pixel convention of this codec's crops, targets and flip (a key of :data:`CONVENTIONS`)."""
+        return decoder_convention(self.decoder)
+
+    def check_decoder(self, decoder: str) -> str:
+        """``decoder`` (lower case) if it reads heatmaps of this codec's convention, else ConfigError."""
+        name = str(decoder).lower()
+        if name in DECODERS and decoder_convention(name) != self.convention:
+            fits = CONVENTIONS[self.convention]
+            raise ConfigError(f"decoder '{name}' does not fit this model: it was trained in "
+                              f"{_CONVENTION_TEXT[self.convention]}, so its heatmaps take only "
+                              f"{', '.join(fits)} ('{name}' needs a model trained in "
+                              f"{_CONVENTION_TEXT[decoder_convention(name)]})")
+        return name
+
+    def require_convention(self, convention: str, model: str) -> None:
+        """ConfigError unless this codec's decoder fits ``model``, trained in ``convention``."""
+        if convention not in CONVENTIONS:
+            raise ConfigError(f"{model}: unknown pixel convention {convention!r}; expected one of "
+                              f"{', '.join(CONVENTIONS)}")
+        if self.convention != convention:
+            raise ConfigError(f"decoder '{self.decoder}' does not fit {model}: it was trained in "
+                              f"{_CONVENTION_TEXT[convention]}; use one of {', '.join(CONVENTIONS[convention])}")
 
     @property
     def shifts_flip(self) -> bool:
@@ -538,7 +584,13 @@ class HeatmapCodec:
 
     def with_decoding(self, decoder: Optional[str] = None, *, flip_shift: Optional[bool] = None,
                       blur_kernel: Optional[int] = None) -> "HeatmapCodec":
-        """This codec's sizes, sigma and target encoding with other decoding choices (None = keep)."""
+        """This codec's sizes, sigma and target encoding with other decoding choices (None = keep).
+
+        Raises:
+            ConfigError: ``decoder`` belongs to another pixel convention (see :data:`CONVENTIONS`).
+        """
+        if decoder is not None:
+            decoder = self.check_decoder(decoder)
         params = self.to_dict()
         for key, value in (("decoder", decoder), ("flip_shift", flip_shift), ("blur_kernel", blur_kernel)):
             if value is not None:
@@ -569,14 +621,36 @@ class HeatmapCodec:
         return "HeatmapCodec(" + ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items()) + ")"
 
 
-def default_decoder(decoder: str, post_process: bool) -> str:
-    """``decoder`` if set, else the official choice: ``quarter`` with POST_PROCESS, ``none`` without."""
+def decoder_convention(decoder: str) -> str:
+    """The pixel convention (a key of :data:`CONVENTIONS`) whose heatmaps ``decoder`` reads."""
+    name = str(decoder).lower()
+    for convention, names in CONVENTIONS.items():
+        if name in names:
+            return convention
+    raise ConfigError(f"decoder: expected one of {', '.join(DECODERS)}, got {name!r}")
+
+
+def default_decoder(decoder: str, post_process: bool, convention: str = "official") -> str:
+    """``decoder`` if set; else for a model of the official convention the official choice (``quarter``
+    with POST_PROCESS, ``none`` without), for a UDP model ``udp``."""
     name = str(decoder or "").lower()
     if not name:
+        if convention == "udp":
+            return "udp"
         return "quarter" if post_process else "none"
     if name not in DECODERS:
         raise ConfigError(f"TEST.DECODER: expected one of {', '.join(DECODERS)} or '', got {name!r}")
     return name
+
+
+def decoding_from_config(cfg, convention: str = "official") -> dict:
+    """The inference-time choices a config makes (keyword arguments of :meth:`HeatmapCodec.with_decoding`):
+    ``TEST.DECODER`` (``''`` -> :func:`default_decoder` for a model of ``convention``),
+    ``TEST.SHIFT_HEATMAP``, ``TEST.BLUR_KERNEL``; missing keys fall back to the official behaviour."""
+    test = getattr(cfg, "TEST", None)
+    return {"decoder": default_decoder(getattr(test, "DECODER", ""), getattr(test, "POST_PROCESS", True), convention),
+            "flip_shift": bool(getattr(test, "SHIFT_HEATMAP", True)),
+            "blur_kernel": int(getattr(test, "BLUR_KERNEL", 11))}
 
 
 def build_codec(cfg) -> HeatmapCodec:
@@ -584,14 +658,11 @@ def build_codec(cfg) -> HeatmapCodec:
     ``TEST.DECODER`` (``''`` -> ``quarter`` if ``TEST.POST_PROCESS`` else ``none``),
     ``TEST.SHIFT_HEATMAP``, ``TEST.BLUR_KERNEL`` and the optional ``MODEL.TARGET_ENCODING``
     (``''`` -> the decoder's default). Missing project keys fall back to the official behaviour.
+    The config's decoder sets the convention of the model it describes (``udp`` = a UDP model).
     """
     model = cfg.MODEL
-    test = getattr(cfg, "TEST", None)
     target_type = str(getattr(model, "TARGET_TYPE", "gaussian")).lower()
     if target_type != "gaussian":
         raise ConfigError(f"MODEL.TARGET_TYPE: only 'gaussian' is supported, got {target_type!r}")
-    decoder = default_decoder(getattr(test, "DECODER", ""), getattr(test, "POST_PROCESS", True))
     return HeatmapCodec(model.IMAGE_SIZE, model.HEATMAP_SIZE, getattr(model, "SIGMA", 2),
-                        decoder=decoder, flip_shift=bool(getattr(test, "SHIFT_HEATMAP", True)),
-                        blur_kernel=int(getattr(test, "BLUR_KERNEL", 11)),
-                        encoding=(getattr(model, "TARGET_ENCODING", "") or None))
+                        encoding=(getattr(model, "TARGET_ENCODING", "") or None), **decoding_from_config(cfg))

@@ -312,3 +312,98 @@ def export_model(model: nn.Module, codec, spec, output_dir: PathLike, *, stem: s
             f"(tolerance {b['heatmap_tolerance']:g}), max keypoint diff {b['max_keypoint_diff_px']:.3g} px "
             f"(tolerance {b['keypoint_tolerance']:g})")
     return results
+
+
+# ------------------------------------------------------------------------------------------------
+# Any HRNet read-out (V2p feature pyramid, classification logits): every output exported and verified
+# ------------------------------------------------------------------------------------------------
+class PixelReadout(nn.Module):
+    """``images`` (B, 3, H, W) RGB in [0, 255] -> a tuple with every output of an HRNet read-out.
+
+    A V2p backbone's ``forward`` takes normalised images (torchvision's contract); the export takes
+    pixels like every other pose export, through ``forward_pixels``, and returns its levels as a tuple
+    (ONNX and TorchScript keep the order, the names travel as the ONNX output names).
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor):
+        forward = getattr(self.model, "forward_pixels", self.model)
+        out = forward(images)
+        if isinstance(out, dict):
+            return tuple(out.values())
+        return out if isinstance(out, tuple) else (out,)
+
+
+def readout_output_names(model: nn.Module) -> tuple:
+    """ONNX output names of a read-out: ``level<i>_stride<s>`` for a V2p pyramid, ``logits`` for a
+    classifier, ``heatmaps`` for V1/V2."""
+    strides = getattr(model, "strides", None)
+    if strides is not None:
+        return tuple(f"level{i}_stride{s}" for i, s in enumerate(strides))
+    return ("logits",) if hasattr(model, "num_classes") else (OUTPUT_NAME,)
+
+
+def export_readout(model: nn.Module, output_dir: PathLike, *, stem: str, input_size: Sequence[int],
+                   formats: Sequence[str] = FORMATS, opset: int = ONNX_OPSET, verify: bool = True,
+                   num_images: int = 2, tolerance: float = HEATMAP_TOLERANCE) -> Dict[str, dict]:
+    """Export any HRNet read-out (``HRNetV2p``, ``ClsHRNet``, ...) with all its outputs, and verify each.
+
+    Writes ``<stem>.onnx`` / ``<stem>.torchscript.pt`` and ``<stem>.export.json``. Verification runs the
+    eager model and the export on ``num_images`` seeded random images of ``input_size`` (W, H) and
+    compares every output (``OnnxRuntimeBackend.run_all`` / ``TorchScriptBackend.run_all``).
+
+    Returns:
+        ``{format: {"path": str, "verify": {"max_abs_diff": {output: float}, "ok": bool} or None}}``.
+
+    Raises:
+        ExportMismatchError: an output differs beyond ``tolerance`` or has another shape.
+    """
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise PoseError(f"export format(s) {unknown or '(none)'} unknown; expected some of {', '.join(FORMATS)}")
+    out_dir = ensure_output_dir(output_dir)
+    wrapper = PixelReadout(model.eval().cpu()).eval()
+    names = readout_output_names(model)
+    example = _example_input(input_size, 2)
+    results: Dict[str, dict] = {}
+    for fmt in formats:
+        path = out_dir / (f"{stem}.onnx" if fmt == "onnx" else f"{stem}.torchscript.pt")
+        with atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
+            for category in (DeprecationWarning, FutureWarning, torch.jit.TracerWarning):
+                warnings.simplefilter("ignore", category)
+            if fmt == "onnx":
+                torch.onnx.export(wrapper, (example,), str(tmp), dynamo=False, opset_version=opset,
+                                  input_names=[INPUT_NAME], output_names=list(names),
+                                  dynamic_axes={n: {0: "batch"} for n in (INPUT_NAME, *names)},
+                                  do_constant_folding=True)
+            else:
+                torch.jit.save(torch.jit.trace(wrapper, example, check_trace=False), str(tmp))
+        check = None
+        if verify:
+            candidate = OnnxRuntimeBackend(path) if fmt == "onnx" else TorchScriptBackend(path)
+            images = _example_input(input_size, num_images)
+            with torch.inference_mode():
+                want = [t.numpy() for t in wrapper(images)]
+            got = candidate.run_all(images)
+            if [g.shape for g in got] != [w.shape for w in want]:
+                raise ExportMismatchError(f"{fmt} export of {stem}: outputs {[g.shape for g in got]}, expected "
+                                          f"{[w.shape for w in want]}")
+            diffs = {n: float(np.abs(g - w).max()) for n, g, w in zip(names, got, want)}
+            check = {"max_abs_diff": diffs, "tolerance": tolerance, "ok": max(diffs.values()) <= tolerance}
+            logger.info("%s %s: max |diff| per output %s", fmt, stem, diffs)
+        results[fmt] = {"path": str(path), "verify": check}
+    write_json(out_dir / f"{stem}.export.json",
+               {"input_size_wh": [int(v) for v in input_size], "model": type(model).__name__,
+                "input": f"{INPUT_NAME}: float32 (B,3,H,W) RGB in [0,255]; normalisation is inside the model",
+                "outputs": list(names), "opset": opset if "onnx" in formats else None, "exports": results},
+               indent=2)
+    bad = [(fmt, r["verify"]) for fmt, r in results.items() if r["verify"] is not None and not r["verify"]["ok"]]
+    if bad:
+        fmt, check = bad[0]
+        worst = max(check["max_abs_diff"], key=check["max_abs_diff"].get)
+        raise ExportMismatchError(f"{fmt} export of {stem} differs from PyTorch: output {worst} max |diff| "
+                                  f"{check['max_abs_diff'][worst]:.3g} (tolerance {tolerance:g})")
+    return results

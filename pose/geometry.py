@@ -21,6 +21,10 @@ are built exactly like ``get_affine_transform`` (three float32 point pairs given
 Shapes: boxes ``(N, 4)`` ``[x, y, w, h]`` unless the name says ``xyxy``; points ``(N, K, 2)``;
 matrices ``(N, 2, 3)`` float64. Single-item inputs (``(2,)`` centre, ``(2, 3)`` matrix) are accepted
 where noted and give single-item outputs.
+
+Which boxes and windows cannot be cropped (:func:`box_problems`, :func:`gt_box_problems`,
+:func:`window_problems`) is decided here once, for every reader, the predictor, the demo and the API.
+The module is a little over 400 lines: boxes, windows and matrices share the one convention above.
 """
 from typing import Optional, Sequence, Tuple
 
@@ -35,8 +39,10 @@ PIXEL_STD = 200.0
 BOX_PADDING = 1.25
 
 __all__ = [
-    "PIXEL_STD", "BOX_PADDING", "BOX_OK", "BOX_PROBLEMS", "box_problems", "count_box_problems",
-    "xywh_to_xyxy", "xyxy_to_xywh", "box_iou_xyxy", "nms_xyxy", "clean_gt_boxes",
+    "PIXEL_STD", "BOX_PADDING", "BOX_OK", "BOX_PROBLEMS", "MAX_BOX_EXTENT", "MAX_WINDOW_EXTENT", "box_problems",
+    "gt_box_problems",
+    "window_problems", "count_box_problems", "xywh_to_xyxy", "xyxy_to_xywh", "box_iou_xyxy", "nms_xyxy",
+    "clean_gt_boxes",
     "boxes_to_center_scale",
     "window_area", "window_to_xywh", "crop_matrix", "invert_affine", "apply_affine", "crop_to_image",
     "warp_crop", "flip_joints_lr",
@@ -58,37 +64,112 @@ def xyxy_to_xywh(boxes_xyxy: np.ndarray) -> np.ndarray:
     return np.concatenate([b[..., :2], b[..., 2:4] - b[..., :2]], axis=-1)
 
 
-#: Codes of :func:`box_problems`: 0 is a usable box, the others say why a box cannot give a crop.
+#: Codes of :func:`box_problems` / :func:`gt_box_problems` / :func:`window_problems`: 0 is a usable box,
+#: the others say why a box cannot give a crop (the phrases :func:`count_box_problems` counts).
 BOX_OK = 0
-BOX_PROBLEMS = {1: "non-finite boxes", 2: "zero-size boxes", 3: "boxes outside the image"}
+BOX_PROBLEMS = {1: "non-finite boxes", 2: "zero-size boxes", 3: "boxes outside the image", 4: "boxes too large",
+                5: "annotations with area <= 0"}
+_SINGULAR = {1: "non-finite box", 2: "zero-size box", 3: "box outside the image", 4: "box too large",
+             5: "annotation with area <= 0"}
+#: Largest box coordinate or size (pixels) that is cropped: beyond 2**24 a float32 window (the official
+#: dtype of centre and scale) no longer holds whole pixels, so neither the crop nor the keypoints mapped
+#: back mean anything (and 1e39 overflows float32 to inf).
+MAX_BOX_EXTENT = float(2 ** 24)
+#: Largest crop window side (``scale * 200``, pixels): a box within :data:`MAX_BOX_EXTENT` grows by the
+#: 1.25 padding and the aspect fix, so windows get 4x the room (aspect ratios up to 3.2 stay consistent).
+MAX_WINDOW_EXTENT = 4 * MAX_BOX_EXTENT
 
 
 def box_problems(boxes_xywh: np.ndarray, image_size: Optional[Sequence[float]] = None) -> np.ndarray:
     """Why each box cannot be cropped: (N,) int codes, :data:`BOX_OK` (0) or a key of :data:`BOX_PROBLEMS`.
 
-    A box is unusable when a coordinate is NaN/inf (1), when its width or height is not > 0 (2: zero or
-    negative size, a 0x0 crop window has a singular matrix), or, given ``image_size`` ``(W, H)``, when it
-    does not overlap the image ``[0, W] x [0, H]`` at all (3). The first problem found is reported.
+    A box is unusable when a coordinate is NaN/inf (1), when its width or height is not > 0 or both are
+    under one pixel (2: zero or negative size; a point window has a singular matrix, and a window of one
+    pixel is singular in the UDP ``size - 1`` convention), when a coordinate or its far corner is
+    beyond :data:`MAX_BOX_EXTENT` in magnitude (4), or, given ``image_size`` ``(W, H)``, when it does not
+    overlap the image ``[0, W] x [0, H]`` at all (3). The first problem found is reported (in the order
+    1, 2, 4, 3). Detector boxes (``--det-file``, the demo, the API) are filtered with this function.
     """
     b = np.asarray(boxes_xywh, dtype=np.float64).reshape(-1, 4)
     codes = np.zeros(len(b), dtype=np.int64)
     finite = np.isfinite(b).all(axis=1)
     codes[~finite] = 1
-    with np.errstate(invalid="ignore"):
-        empty = finite & ~((b[:, 2] > 0) & (b[:, 3] > 0))
+    with np.errstate(invalid="ignore", over="ignore"):
+        empty = finite & (~((b[:, 2] > 0) & (b[:, 3] > 0)) | ((b[:, 2] < 1) & (b[:, 3] < 1)))
         codes[empty] = 2
+        far = np.abs(np.concatenate([b, b[:, :2] + b[:, 2:]], axis=1)).max(axis=1) > MAX_BOX_EXTENT
+        huge = finite & ~empty & far
+        codes[huge] = 4
         if image_size is not None:
             w, h = float(image_size[0]), float(image_size[1])
-            outside = (finite & ~empty) & ((b[:, 0] >= w) | (b[:, 1] >= h) | (b[:, 0] + b[:, 2] <= 0)
-                                           | (b[:, 1] + b[:, 3] <= 0))
+            outside = (finite & ~empty & ~huge) & ((b[:, 0] >= w) | (b[:, 1] >= h) | (b[:, 0] + b[:, 2] <= 0)
+                                                   | (b[:, 1] + b[:, 3] <= 0))
             codes[outside] = 3
     return codes
 
 
+def gt_box_problems(boxes_xywh: np.ndarray, image_w: float, image_h: float,
+                    areas: Optional[np.ndarray] = None) -> np.ndarray:
+    """Why each ground-truth box is skipped: :func:`box_problems` of the annotated box, then the official rules.
+
+    The box itself decides first (whatever its ``area`` says): non-finite (1), zero or negative size (2),
+    too large (4) or not overlapping the image (3). Then the official filter: ``area <= 0`` (5), and the
+    box that :func:`clean_gt_boxes` makes of it: ``x2 < x1`` or ``y2 < y1`` (it starts on the last pixel
+    row/column or beyond: 3) and, unlike the official code, a cleaned box of 0 x 0 pixels (an annotation
+    under 1 px each way: 2), whose crop window would be a point (the official code trains on a flat crop).
+
+    Returns:
+        (N,) int codes, 0 for the boxes to keep.
+    """
+    b = np.asarray(boxes_xywh, dtype=np.float64).reshape(-1, 4)
+    codes = box_problems(b, (image_w, image_h))
+    if areas is not None:
+        with np.errstate(invalid="ignore"):
+            no_area = ~(np.asarray(areas, dtype=np.float64).reshape(-1) > 0)
+        codes[(codes == BOX_OK) & no_area] = 5
+    clean = _clean_boxes(np.nan_to_num(b), image_w, image_h)
+    w, h = clean[:, 2], clean[:, 3]
+    codes[(codes == BOX_OK) & ((w < 0) | (h < 0))] = 3
+    codes[(codes == BOX_OK) & (w == 0) & (h == 0)] = 2
+    return codes
+
+
+def window_problems(centers: np.ndarray, scales: np.ndarray, output_size: Optional[Sequence[int]] = None, *,
+                    unbiased: bool = False) -> np.ndarray:
+    """Why each crop window cannot be used: (N,) int codes as :func:`box_problems` (0 = usable).
+
+    Non-finite centre or scale (1); a scale not > 0, or (given the grid ``output_size`` ``(W, H)``) a
+    crop matrix that is singular or not finite (2: e.g. a sub-pixel UDP window); a centre beyond
+    :data:`MAX_BOX_EXTENT` or a side beyond :data:`MAX_WINDOW_EXTENT` pixels (4). The window of a box
+    that :func:`box_problems` accepts is accepted here too, except in the UDP convention for a box of
+    about one pixel beyond ~1e5 px from the origin (its float32 window points coincide): the predictor
+    refuses that one with a DataError.
+    """
+    c = np.asarray(centers, dtype=np.float64).reshape(-1, 2)
+    s = np.asarray(scales, dtype=np.float64).reshape(-1, 2)
+    codes = np.zeros(len(c), dtype=np.int64)
+    finite = np.isfinite(c).all(axis=1) & np.isfinite(s).all(axis=1)
+    codes[~finite] = 1
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        empty = finite & ~(s > 0).all(axis=1)
+        codes[empty] = 2
+        huge = finite & ~empty & ((np.abs(c).max(axis=1) > MAX_BOX_EXTENT)
+                                  | (s.max(axis=1) * PIXEL_STD > MAX_WINDOW_EXTENT))
+        codes[huge] = 4
+        rest = np.flatnonzero(codes == BOX_OK)
+        if len(rest) and output_size is not None:
+            m = crop_matrix(c[rest], s[rest], np.zeros(len(rest)), output_size, unbiased=unbiased)
+            det = m[:, 0, 0] * m[:, 1, 1] - m[:, 0, 1] * m[:, 1, 0]
+            singular = ~(np.isfinite(m).all(axis=(1, 2)) & (det != 0) & np.isfinite(1.0 / det))
+            codes[rest[singular]] = 2
+    return codes
+
+
 def count_box_problems(codes: np.ndarray) -> str:
-    """``"2 zero-size boxes, 1 boxes outside the image"`` for the non-zero codes of :func:`box_problems`."""
+    """``"2 zero-size boxes, 1 box outside the image"`` for the non-zero codes of :func:`box_problems`."""
     codes = np.asarray(codes)
-    return ", ".join(f"{int((codes == k).sum())} {what}" for k, what in BOX_PROBLEMS.items() if (codes == k).any())
+    counts = [(k, int((codes == k).sum())) for k in BOX_PROBLEMS]
+    return ", ".join(f"{n} {_SINGULAR[k] if n == 1 else BOX_PROBLEMS[k]}" for k, n in counts if n)
 
 
 def box_iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -123,6 +204,15 @@ def nms_xyxy(boxes_xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float) -
     return np.asarray(keep, dtype=np.int64)
 
 
+def _clean_boxes(b: np.ndarray, image_w: float, image_h: float) -> np.ndarray:
+    """The official cleaning arithmetic (see :func:`clean_gt_boxes`) on (N, 4) float64 boxes."""
+    x1 = np.maximum(0.0, b[:, 0])
+    y1 = np.maximum(0.0, b[:, 1])
+    x2 = np.minimum(image_w - 1.0, x1 + np.maximum(0.0, b[:, 2] - 1.0))
+    y2 = np.minimum(image_h - 1.0, y1 + np.maximum(0.0, b[:, 3] - 1.0))
+    return np.stack([x1, y1, x2 - x1, y2 - y1], axis=1)
+
+
 def clean_gt_boxes(boxes_xywh: np.ndarray, image_w: int, image_h: int,
                    areas: np.ndarray = None) -> Tuple[np.ndarray, np.ndarray]:
     """The official sanitising of ground-truth boxes (COCO ``_load_coco_keypoint_annotation_kernal``).
@@ -137,18 +227,12 @@ def clean_gt_boxes(boxes_xywh: np.ndarray, image_w: int, image_h: int,
         areas: optional (N,) annotation ``area`` values; the official code drops ``area <= 0``.
 
     Returns:
-        boxes (N, 4) float64 cleaned boxes, valid (N,) bool (``x2 >= x1``, ``y2 >= y1`` and area > 0).
+        boxes (N, 4) float64 cleaned boxes, valid (N,) bool: :func:`gt_box_problems` is 0 (the official
+        ``x2 >= x1``, ``y2 >= y1``, area > 0, and the box itself neither empty nor outside the image).
         Invalid rows hold the unclipped arithmetic and must be skipped by the caller.
     """
     b = np.asarray(boxes_xywh, dtype=np.float64).reshape(-1, 4)
-    x1 = np.maximum(0.0, b[:, 0])
-    y1 = np.maximum(0.0, b[:, 1])
-    x2 = np.minimum(image_w - 1.0, x1 + np.maximum(0.0, b[:, 2] - 1.0))
-    y2 = np.minimum(image_h - 1.0, y1 + np.maximum(0.0, b[:, 3] - 1.0))
-    valid = (x2 >= x1) & (y2 >= y1)
-    if areas is not None:
-        valid &= np.asarray(areas, dtype=np.float64).reshape(-1) > 0
-    return np.stack([x1, y1, x2 - x1, y2 - y1], axis=1), valid
+    return _clean_boxes(b, image_w, image_h), gt_box_problems(b, image_w, image_h, areas) == BOX_OK
 
 
 def boxes_to_center_scale(boxes_xywh: np.ndarray, input_size: Sequence[int],

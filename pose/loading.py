@@ -27,15 +27,22 @@ import torch
 
 from pose.backends import Backend, TorchBackend, build_backend, import_onnxruntime, resolve_backend_name
 from pose.checkpoint import FORMAT, load_checkpoint
-from pose.codec import HeatmapCodec, build_codec
+from pose.codec import HeatmapCodec, build_codec, decoding_from_config
 from pose.config import config_from_yaml_text, get_default_config, keypoint_spec_for_config, with_overrides
 from pose.errors import CheckpointError, ConfigError, PoseError
 from pose.export import export_onnx_cached
 from pose.keypoints import KeypointSpec
 from pose.models import arch_from_model_cfg, build_model
 from pose.predictor import TopDownPredictor
-from pose.weights import load_weights, read_checkpoint
-from pose.zoo import ZOO, get_model_info, resolve_weights
+from pose.weights import (
+    PretrainedLoadReport,
+    check_classifier_state_dict,
+    load_imagenet_pretrained,
+    load_state_dict_any,
+    load_weights,
+    read_checkpoint,
+)
+from pose.zoo import ZOO, get_imagenet_info, get_model_info, resolve_imagenet_weights, resolve_weights
 
 logger = logging.getLogger(__name__)
 
@@ -229,7 +236,7 @@ def build_from_checkpoint(path: PathLike, *, cfg=None, overrides=None, checkpoin
     except (TypeError, ValueError) as e:  # PoseErrors are ValueErrors too
         raise CheckpointError(f"checkpoint '{path}': {e}") from None
     if cfg is not None or pairs:  # decoding follows the run config; sizes, sigma, targets stay trained
-        codec = codec.with_decoding(**build_codec(run_cfg).decoding)
+        codec = codec.with_decoding(**decoding_from_config(run_cfg, codec.convention))
 
     model = build_model(trained_cfg.MODEL)
     try:
@@ -272,19 +279,23 @@ def load_model(weights=None, cfg=None, *, overrides=(), offline: bool = False, p
         raise ConfigError("no weights: pass a checkpoint file or a zoo name (e.g. "
                           f"{DEFAULT_MODEL}), or pretrained=False for untrained weights")
     is_zoo_name = str(weights) in ZOO
+    if is_zoo_name:  # zoo files are plain weights; their entry says how they were trained (before any download)
+        cfg = with_overrides(config_for_zoo_model(str(weights)) if cfg is None else cfg, pairs)
+        codec = build_codec(cfg)
+        codec.require_convention(ZOO[str(weights)].convention, f"zoo model '{weights}'")
     path = resolve_weights(weights, offline=offline)
     obj = read_checkpoint(path)
     if obj.get("format") == FORMAT:
         return build_from_checkpoint(path, cfg=cfg, overrides=pairs, checkpoint=obj)
-    if cfg is None:
-        if not is_zoo_name:
+    if not is_zoo_name:  # the config describes plain weights, its TEST.DECODER their convention
+        if cfg is None:
             raise ConfigError(f"weights '{path}' are plain/official/mmpose weights without a config; "
                               "pass --cfg FILE (e.g. configs/coco_hrnet_w32_256x192.yaml)")
-        cfg = config_for_zoo_model(str(weights))
-    cfg = with_overrides(cfg, pairs)
+        cfg = with_overrides(cfg, pairs)
+        codec = build_codec(cfg)
     model = build_model(cfg.MODEL)
     load_weights(model, obj, strict=True, name=path)
-    return model.eval(), cfg, build_codec(cfg), keypoint_spec_for_config(cfg)
+    return model.eval(), cfg, codec, keypoint_spec_for_config(cfg)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -349,3 +360,28 @@ def weights_label(weights, pretrained: bool = True) -> str:
 __all__ = ["DEFAULT_MODEL", "OVERRIDE_ALIASES", "PRECISIONS", "build_from_checkpoint", "build_runtime",
            "check_fits_checkpoint", "config_for_zoo_model", "load_model", "load_predictor", "override_pairs",
            "untrained_model", "weights_label"]
+
+
+# ------------------------------------------------------------------------------------------------
+# ImageNet initialisation (MODEL.PRETRAINED)
+# ------------------------------------------------------------------------------------------------
+def is_imagenet_zoo_name(name: str) -> bool:
+    """True when ``name`` is an ImageNet zoo entry or alias (``hrnet_w32_imagenet``, ``HRNet_W48_C_ssld``)."""
+    return get_imagenet_info(str(name)) is not None
+
+
+def load_imagenet_init(model: torch.nn.Module, name: str, prefixes: Sequence[str], *,
+                       offline: bool = False, cache_dir: Optional[PathLike] = None) -> PretrainedLoadReport:
+    """Initialise ``model``'s trunk from a named ImageNet classifier (``MODEL.PRETRAINED <zoo name>``).
+
+    The file is downloaded into the cache once. Entries without a published checksum are checked for
+    completeness (every official classifier tensor, with its shape) before use. The returned report
+    says what was loaded into the network and what was skipped.
+    """
+    path, info = resolve_imagenet_weights(name, offline=offline, cache_dir=cache_dir)
+    state = load_state_dict_any(path)
+    if info.sha256_prefix is None:
+        count = check_classifier_state_dict(state, info.arch, str(path))
+        logger.info("%s: all %d tensors of the official %s classifier present with their shapes",
+                    path.name, count, info.arch)
+    return load_imagenet_pretrained(model, state, prefixes, source_name=f"{info.name} ({path})")

@@ -12,6 +12,11 @@ callable mapping a float32 (B, 3, H, W) batch of RGB crops in [0, 255] to (B, K,
 (:mod:`pose.backends`; a plain module is wrapped in :class:`pose.backends.TorchBackend`). Building a
 predictor from weights is :func:`pose.loading.load_predictor`'s job.
 
+Boxes or windows that cannot be cropped (NaN/inf, a 0 x 0 window, beyond ``pose.geometry.MAX_BOX_EXTENT``)
+raise a one-line :class:`pose.errors.DataError` before any work. Which usable boxes to keep is the
+caller's policy: the readers, the demo and the API drop every box with a
+:func:`pose.geometry.box_problems` code (zero-size, outside the image, ...) and say how many.
+
 Symbols: N persons, K keypoints, (H, W) model input, (h, w) heatmap.
 """
 import logging
@@ -23,6 +28,7 @@ import torch
 from pose import geometry
 from pose.backends import TorchBackend, crops_to_tensor
 from pose.codec import HeatmapCodec
+from pose.errors import DataError
 from pose.keypoints import KeypointSpec
 from pose.structures import PersonBox, PoseResult
 
@@ -62,6 +68,15 @@ class TopDownPredictor:
         return tuple(self.codec.input_size)
 
     # -- stages ------------------------------------------------------------------------------
+    def check_windows(self, centers: np.ndarray, scales: np.ndarray, codec: Optional[HeatmapCodec] = None) -> None:
+        """Raise DataError (counts per problem) if a window cannot be cropped or mapped back."""
+        codec = codec or self.codec
+        codes = geometry.window_problems(centers, scales, codec.input_size, unbiased=codec.unbiased)
+        if codes.any():
+            raise DataError(f"{int((codes != 0).sum())} of {len(codes)} person windows cannot be cropped "
+                            f"({geometry.count_box_problems(codes)}); expected finite centres and scales > 0 "
+                            "(drop such boxes first: pose.geometry.box_problems)")
+
     def make_windows(self, boxes_xywh: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """(N, 4) boxes -> centres (N, 2), scales (N, 2), official aspect fix and x1.25 padding."""
         return geometry.boxes_to_center_scale(np.asarray(boxes_xywh, dtype=np.float64).reshape(-1, 4),
@@ -109,6 +124,7 @@ class TopDownPredictor:
             (N, K, 3) ``[x_img, y_img, score]``.
         """
         codec = codec or self.codec
+        self.check_windows(centers, scales, codec)
         if heatmaps_flipped_raw is not None:
             heatmaps = codec.flip_average(heatmaps, heatmaps_flipped_raw, self.spec.flip_pairs)
         keypoints_crop, scores = codec.decode(heatmaps)
@@ -128,6 +144,7 @@ class TopDownPredictor:
         Windows are cropped, run and decoded ``WINDOW_CHUNK_BATCHES * batch_size`` at a time, so memory
         stays bounded however many boxes a detector returns (persons are independent: same result).
         """
+        self.check_windows(centers, scales)  # before the float32 cast: a huge window would overflow it
         centers = np.asarray(centers, dtype=np.float32).reshape(-1, 2)
         scales = np.asarray(scales, dtype=np.float32).reshape(-1, 2)
         chunk = self.batch_size * WINDOW_CHUNK_BATCHES
@@ -142,8 +159,24 @@ class TopDownPredictor:
         """All person boxes of one image go through the model as one batch (per ``batch_size``)."""
         if len(boxes) == 0:
             return []
-        boxes_xywh = np.array([b.bbox_xywh for b in boxes], dtype=np.float64)
-        centers, scales = self.make_windows(boxes_xywh)
+        try:
+            boxes_xywh = np.array([b.bbox_xywh for b in boxes], dtype=np.float64).reshape(len(boxes), 4)
+        except (TypeError, ValueError):
+            raise DataError(f"person boxes: {[b.bbox_xywh for b in boxes][:3]}...; expected 4 numbers "
+                            "[x, y, w, h] per box") from None
+        # Refuse only what cannot be cropped: a non-finite or too large box, or one whose window is a point
+        # (0 x 0). A 0-wide box of some height still has a window; whether to use it is the caller's
+        # policy (readers, demo and API drop every box with a box_problems code and count them).
+        codes = geometry.box_problems(boxes_xywh)
+        codes = np.where(np.isin(codes, (1, 4)), codes, 0)
+        if not codes.any():
+            centers, scales = self.make_windows(boxes_xywh)
+            codes = geometry.window_problems(centers, scales, self.input_size, unbiased=self.codec.unbiased)
+        if codes.any():
+            raise DataError(f"{int((codes != 0).sum())} of {len(codes)} person boxes cannot be cropped "
+                            f"({geometry.count_box_problems(codes)}); expected finite [x, y, w, h] with w, h > 0 "
+                            f"and coordinates within +-{geometry.MAX_BOX_EXTENT:.0f} px (drop such boxes first: "
+                            "pose.geometry.box_problems)")
         keypoints = self.predict_windows(image_rgb, centers, scales)
         return [PoseResult(keypoints_img=kp, center_img=c, scale=s, box_score=float(b.score),
                            image_id=b.image_id, bbox_xywh=tuple(b.bbox_xywh), track_id=b.track_id)

@@ -6,21 +6,24 @@ One explicit loop, no framework::
     resume from OUTPUT/checkpoint_last.pth if it exists (TRAIN.AUTO_RESUME, default True)
     for epoch in range(begin, END_EPOCH):
         train_one_epoch(...)          # mid-epoch checkpoints every TRAIN.CHECKPOINT_INTERVAL_ITERS
-        scheduler.step()              # after the epoch (see "Schedule" below)
+        scheduler.step()              # after the epoch; TRAIN.LR_SCHEDULE_STEP sets the timing (below)
         validate(...) every TRAIN.VAL_INTERVAL epochs -> model_best.pth on a new best
         checkpoint_last.pth
     final.pth
 
 Recipe (research doc section 4): Adam (lr ``TRAIN.LR``, no weight decay, as the official code) or
 SGD (``MOMENTUM``, ``WD``, ``NESTEROV``); MultiStepLR(``LR_STEP``, ``LR_FACTOR``); optional linear
-warm-up over ``TRAIN.WARMUP_ITERS`` iterations from ``LR * WARMUP_FACTOR``.
+warm-up over ``TRAIN.WARMUP_ITERS`` iterations from ``LR * WARMUP_FACTOR``. Defaults are the official
+behaviour (the audit table in ``docs/design.md`` lists every key and the options that differ).
+
+- **Schedule** (:func:`build_scheduler`). ``TRAIN.LR_SCHEDULE_STEP official`` (default) reproduces the
+  official loop, which calls ``lr_scheduler.step()`` at the *start* of each epoch: with ``LR_STEP
+  [170, 200]`` the lr drops at 0-based epochs 169 and 199. ``paper`` drops it after epochs 170 and 200.
+- **Best model.** ``model_best.pth`` follows the official rule ``perf >= best`` (a tie goes to the
+  later epoch), validated every ``TRAIN.VAL_INTERVAL`` epochs (1, as official).
 
 Decisions that differ from the official ``tools/train.py`` (documented on purpose):
 
-- **Schedule.** We step the scheduler *after* each epoch, so with ``LR_STEP [170, 200]`` epochs
-  0..169 run at ``LR`` and the lr drops after epoch 170, as the paper says. The official loop
-  steps at the *start* of each epoch, which drops the lr one epoch early (0-based epochs 169 and
-  199): an off-by-one we do not reproduce.
 - **Loss.** ``LOSS.USE_OHKM`` is honoured (``joints_ohkm_mse_loss`` with ``LOSS.TOPK``). The
   official trainer never reads it and always builds JointsMSELoss; every official YAML sets it
   false, so the official recipes train identically.
@@ -73,10 +76,12 @@ from pose.checkpoint import collect_rng_state, load_checkpoint, restore_rng_stat
 from pose.codec import build_codec
 from pose.config import config_to_yaml, decoder_name, keypoint_spec_for_config, resolve_data_path
 from pose.data import build_dataset
+from pose.data.layout import resolve_dataset_paths
 from pose.distributed import Dist, setup_distributed
-from pose.errors import CheckpointError, PoseError
+from pose.errors import CheckpointError, DataError, PoseError
 from pose.evaluation.runner import check_evaluable, decoder_codecs, evaluate_dataset, make_evaluator_factory
 from pose.fileio import atomic_write, ensure_output_dir
+from pose.loading import is_imagenet_zoo_name, load_imagenet_init
 from pose.losses import heatmap_accuracy, joints_mse_loss, joints_ohkm_mse_loss
 from pose.models import build_model
 from pose.predictor import TopDownPredictor
@@ -98,6 +103,25 @@ def build_optimizer(cfg, params) -> torch.optim.Optimizer:
     if t.OPTIMIZER == "adam":
         return torch.optim.Adam(params, lr=t.LR)
     return torch.optim.SGD(params, lr=t.LR, momentum=t.MOMENTUM, weight_decay=t.WD, nesterov=t.NESTEROV)
+
+
+def build_scheduler(cfg, optimizer) -> torch.optim.lr_scheduler.MultiStepLR:
+    """MultiStepLR(``LR_STEP``, ``LR_FACTOR``); the loop steps it once after each epoch.
+
+    ``TRAIN.LR_SCHEDULE_STEP official``: the official loop steps at the start of each epoch, so the lr of
+    0-based epoch ``e`` is the schedule at ``e + 1``; stepping after each epoch with every milestone one
+    epoch earlier gives exactly that (``[170, 200]`` -> drops at epochs 169 and 199; a milestone 1 drops
+    the lr from epoch 0, as the official call at the start of epoch 0 does). ``paper``: the milestones
+    as written (drops at epochs 170 and 200).
+    """
+    t = cfg.TRAIN
+    shift = 1 if t.LR_SCHEDULE_STEP == "official" else 0
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, [int(m) - shift for m in t.LR_STEP], t.LR_FACTOR)
+
+
+def is_new_best(value: float, best: Optional[float]) -> bool:
+    """The official ``model_best`` rule: ``perf_indicator >= best_perf`` (a tie goes to the later epoch)."""
+    return best is None or value >= best
 
 
 def warmup_factor(global_step: int, warmup_iters: int, start_factor: float) -> float:
@@ -158,7 +182,11 @@ def build_training_model(cfg, dist: Dist) -> torch.nn.Module:
     model = build_model(cfg.MODEL)
     if cfg.MODEL.INIT_WEIGHTS:
         model.init_weights()
-    if cfg.MODEL.PRETRAINED:
+    if cfg.MODEL.PRETRAINED and is_imagenet_zoo_name(cfg.MODEL.PRETRAINED):  # e.g. hrnet_w32_imagenet
+        report = load_imagenet_init(model, cfg.MODEL.PRETRAINED, list(cfg.MODEL.EXTRA.PRETRAINED_LAYERS))
+        if dist.is_main:
+            logger.info(report.summary())
+    elif cfg.MODEL.PRETRAINED:
         path = resolve_data_path(cfg, cfg.MODEL.PRETRAINED)
         if not os.path.isfile(path):
             raise CheckpointError(f"MODEL.PRETRAINED: '{path}' does not exist; expected an ImageNet HRNet "
@@ -341,19 +369,29 @@ class _Progress:
 
 
 def prepare_output_dir(cfg, output_dir: Path, dist: Dist) -> None:
-    """Create the run folder, remove temp files of an interrupted save, write ``config.yaml`` (rank 0)."""
+    """Create the run folder (checked writable before any work) and remove temp files of an interrupted
+    save (rank 0). Nothing is written yet: a refused input leaves the folder as it was."""
     if dist.is_main:
         ensure_output_dir(output_dir)
         _clean_stale_temp_files(output_dir)
+    dist.barrier()
+
+
+def write_run_config(cfg, output_dir: Path, dist: Dist) -> None:
+    """``config.yaml`` (rank 0), once data, model, pretrained weights and resume state have been accepted."""
+    if dist.is_main:
         with atomic_write(output_dir / CONFIG_FILE) as f:
             f.write(config_to_yaml(cfg))
-    dist.barrier()
 
 
 def build_training_data(cfg, codec, dist: Dist) -> _Data:
     """The training and validation datasets, this rank's sampler and the iterations per epoch."""
     t = cfg.TRAIN
     train_set = build_dataset(cfg, "train", codec)
+    if len(train_set) == 0:
+        ann_file = resolve_dataset_paths(cfg, "train")["ann_file"]
+        raise DataError(f"annotation file '{ann_file}': no usable training sample (every person is a crowd, "
+                        "unlabelled or skipped); expected persons with labelled keypoints")
     val_set = build_dataset(cfg, "test", codec) if t.VAL_INTERVAL > 0 else None
     sampler = torch.utils.data.DistributedSampler(train_set, num_replicas=dist.world_size, rank=dist.rank,
                                                   shuffle=bool(t.SHUFFLE), seed=int(t.SEED), drop_last=False)
@@ -424,12 +462,13 @@ def _train(cfg, output_dir: Path, dist: Dist, show_progress: bool) -> dict:
     data = build_training_data(cfg, codec, dist)
     model = place_model(cfg, build_training_model(cfg, dist), dist)
     optimizer = build_optimizer(cfg, model.parameters())
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(t.LR_STEP), t.LR_FACTOR)
+    scheduler = build_scheduler(cfg, optimizer)
     scaler = torch.amp.GradScaler(dist.device.type, enabled=bool(t.AMP) and t.AMP_DTYPE == "fp16")
     metric_name = primary_metric(spec.protocol)
 
     last_path = output_dir / LAST
     state = resume_if_possible(cfg, last_path, model, optimizer, scheduler, scaler, dist)
+    write_run_config(cfg, output_dir, dist)
     dist.barrier()
     if dist.world_size > 1:
         ddp_ids = [dist.device.index] if dist.device.type == "cuda" else None
@@ -488,7 +527,7 @@ def _train(cfg, output_dir: Path, dist: Dist, show_progress: bool) -> dict:
                 last_val = validate(model, data.val_set, cfg, codec=codec, spec=spec, dist=dist,
                                     output_dir=output_dir, progress=show_progress)
                 value = float(last_val[metric_name])
-                is_best = state.best_metric is None or value > state.best_metric
+                is_best = is_new_best(value, state.best_metric)
                 if is_best:
                     state.best_metric, state.best_epoch = value, epoch
                 run_log.write("val", epoch=epoch, global_step=global_step, metric=metric_name, value=value,

@@ -312,21 +312,23 @@ class PretrainedLoadReport:
 
 
 def load_imagenet_pretrained(model: torch.nn.Module, source: Union[PathLike, Mapping],
-                             prefixes: Sequence[str] = OFFICIAL_PRETRAINED_LAYERS) -> PretrainedLoadReport:
+                             prefixes: Sequence[str] = OFFICIAL_PRETRAINED_LAYERS, *,
+                             source_name: Optional[str] = None) -> PretrainedLoadReport:
     """Initialise the backbone from an ImageNet classification HRNet checkpoint (official ``init_weights``).
 
     A checkpoint key is kept when its first dotted component is in ``prefixes`` (``['*']`` keeps all)
     and the model has the same name; keys without a counterpart (the classifier's ``incre_modules``,
     ``downsamp_modules``, ``final_layer``, ``classifier`` and ``stage4.2.fuse_layers.{1,2,3}``) are
     dropped. The pose head keeps its initialisation. A ``module.`` prefix is stripped (the official
-    loader does not; stripping only makes more files usable).
+    loader does not; stripping only makes more files usable). ``source_name`` names an already-read
+    state dict in the report and in errors.
 
     Raises:
         CheckpointError: unreadable file, a kept key with a different shape (listed), or no key at all
             matching the model (not an HRNet classification checkpoint of this width).
     """
     model = unwrap_model(model)
-    where = "state dict" if isinstance(source, Mapping) else str(source)
+    where = source_name or ("state dict" if isinstance(source, Mapping) else str(source))
     ckpt = extract_state_dict(source if isinstance(source, Mapping) else read_checkpoint(source), where)
     model_sd = model.state_dict()
     take_all = len(prefixes) > 0 and prefixes[0] == "*"
@@ -362,3 +364,34 @@ def load_imagenet_pretrained(model: torch.nn.Module, source: Union[PathLike, Map
                        "(%s); they keep their initialisation", where, len(expected_missing),
                        _names(expected_missing))
     return report
+
+
+def check_classifier_state_dict(state_dict: Mapping[str, torch.Tensor], arch: str,
+                                where: str = "<state dict>") -> int:
+    """Check that a file holds a complete official ``cls_hrnet`` classifier of preset ``arch``.
+
+    Used for downloads without a published checksum: every tensor of the official classifier must be
+    there, with its shape, and nothing else (``num_batches_tracked`` may be missing: files saved before
+    PyTorch 0.4.1 lack it). The network is built on the meta device, so nothing is allocated.
+
+    Returns:
+        The number of tensors checked.
+
+    Raises:
+        CheckpointError: missing, unexpected or mis-shaped tensors, listed.
+    """
+    from pose.models import build_model_from_arch
+
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in
+                    build_model_from_arch(arch, head="classification").state_dict().items()}
+    missing = [k for k in expected if k not in state_dict and not k.endswith(".num_batches_tracked")]
+    unexpected = [k for k in state_dict if k not in expected]
+    shapes = [f"{k} {list(state_dict[k].shape)} vs {list(expected[k])}" for k in expected
+              if k in state_dict and tuple(state_dict[k].shape) != expected[k]]
+    problems = [f"{len(v)} {what} ({_names(v, 3)})" for what, v in
+                (("missing", missing), ("unexpected", unexpected), ("with another shape", shapes)) if v]
+    if problems:
+        raise CheckpointError(f"ImageNet checkpoint '{where}' is not a complete official {arch} classifier: "
+                              f"{'; '.join(problems)}")
+    return len(expected)

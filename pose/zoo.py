@@ -238,3 +238,121 @@ def resolve_weights(name_or_path: Union[str, os.PathLike], *,
                             f"{_how_to_get(info.url, dest)}")
     logger.info("downloading %s (%s) to %s", text, info.url, dest)
     return download(info.url, dest, info.sha256_prefix, progress=progress, timeout=timeout)
+
+
+# ---- ImageNet-pretrained trunks (MODEL.PRETRAINED) -------------------------------------------------
+
+_HRNET_CLS_RELEASE = "https://github.com/HRNet/HRNet-Image-Classification/releases/download/PretrainedWeights/"
+_MMPOSE_PRETRAIN = "https://download.openmmlab.com/mmpose/pretrain_models/"
+
+
+@dataclass(frozen=True)
+class ImageNetWeights:
+    """One downloadable ImageNet classifier (official ``cls_hrnet`` layout) used to initialise a trunk.
+
+    Attributes:
+        name: zoo name, usable as ``MODEL.PRETRAINED``.
+        arch: the classification preset it fits (``pose.models.CLS_HRNET_ARCHS``; W32/W48 are also the
+            pose trunks).
+        url: direct download URL.
+        sha256_prefix: leading hex digits of the file's sha256 where a checksum is published, else None.
+            None means: no published checksum; the loader checks instead that the file holds every
+            tensor of the official classifier with the official shape, and logs the file's sha256.
+        name_hash: the hex digits in the file name (torch.hub style) when there are some. The
+            official pose repository named these files; nothing published says that the digits
+            are a sha256 prefix, so they are logged next to the real sha256 and not enforced.
+        top1_error: ImageNet val top-1 error (percent) published for this file.
+        source: where the file and its number are published.
+    """
+
+    name: str
+    arch: str
+    url: str
+    sha256_prefix: Optional[str]
+    name_hash: Optional[str]
+    top1_error: float
+    source: str
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+def _release(name: str, arch: str, filename: str, top1_error: float, what: str) -> ImageNetWeights:
+    return ImageNetWeights(name=name, arch=arch, url=_HRNET_CLS_RELEASE + filename, sha256_prefix=None,
+                           name_hash=None, top1_error=top1_error,
+                           source=f"HRNet/HRNet-Image-Classification release 'PretrainedWeights' ({what})")
+
+
+def _mmpose_pretrain(name: str, arch: str, name_hash: str, top1_error: float) -> ImageNetWeights:
+    return ImageNetWeights(name=name, arch=arch, url=f"{_MMPOSE_PRETRAIN}{arch}-{name_hash}.pth",
+                           sha256_prefix=None, name_hash=name_hash, top1_error=top1_error,
+                           source="the official pose repository's imagenet/ file (its MODEL.PRETRAINED), "
+                                  "mirrored by mmpose")
+
+
+# Errors: the official README tables (classification repository). W32/W48: the HRNet-W32-C / W48-C row.
+IMAGENET_ZOO: Mapping[str, ImageNetWeights] = MappingProxyType({w.name: w for w in (
+    _mmpose_pretrain("hrnet_w32_imagenet", "hrnet_w32", "36af842e", 21.5),
+    _mmpose_pretrain("hrnet_w48_imagenet", "hrnet_w48", "8ef0771d", 20.7),
+    _release("HRNet_W18_C_ssld", "hrnet_w18", "HRNet_W18_C_ssld_pretrained.pth", 18.8,
+             "converted from PaddleClas SSLD"),
+    _release("HRNet_W48_C_ssld", "hrnet_w48", "HRNet_W48_C_ssld_pretrained.pth", 16.4,
+             "converted from PaddleClas SSLD"),
+    _release("HRNet_W18_C_cosinelr_cutmix", "hrnet_w18", "HRNet_W18_C_cosinelr_cutmix_300epoch.pth.tar", 22.1,
+             "CosineLR + CutMix, 300 epochs"),
+    _release("HRNet_W48_C_cosinelr_cutmix", "hrnet_w48", "HRNet_W48_C_cosinelr_cutmix_300epoch.pth.tar", 18.9,
+             "CosineLR + CutMix, 300 epochs"),
+)})
+# The classification repository's own names for the two pose trunks' initialisation.
+IMAGENET_ALIASES: Mapping[str, str] = MappingProxyType({"HRNet_W32_C": "hrnet_w32_imagenet",
+                                                        "HRNet_W48_C": "hrnet_w48_imagenet"})
+
+
+def get_imagenet_info(name: str) -> Optional[ImageNetWeights]:
+    """The ImageNet entry called ``name`` (or an alias), None when ``name`` is not one."""
+    return IMAGENET_ZOO.get(IMAGENET_ALIASES.get(name, name))
+
+
+def file_sha256(path: Union[str, os.PathLike]) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def resolve_imagenet_weights(name: str, *, cache_dir: Optional[Union[str, os.PathLike]] = None,
+                             offline: bool = False, progress: bool = True,
+                             timeout: float = 30.0) -> Tuple[Path, ImageNetWeights]:
+    """The cached file of an ImageNet entry (downloaded when missing) and its entry.
+
+    Files without a published checksum are downloaded unverified; their sha256 is logged (and compared,
+    for information, with the digits of the file name). The caller checks their completeness
+    (``pose.weights.check_classifier_state_dict``) before using them.
+
+    Raises:
+        ConfigError: not an ImageNet zoo name (the message lists them).
+        DownloadError: download failed, checksum mismatch, or ``offline`` and not cached.
+    """
+    info = get_imagenet_info(name)
+    if info is None:
+        names = sorted(IMAGENET_ZOO) + sorted(IMAGENET_ALIASES)
+        raise ConfigError(f"unknown ImageNet weights '{name}'; expected a file path or one of {', '.join(names)}")
+    dest = Path(cache_dir or default_cache_dir()).expanduser() / "checkpoints" / info.filename
+    if not dest.is_file():
+        if offline:
+            raise DownloadError(f"ImageNet weights '{name}' are not in the cache ({dest}) and offline mode is "
+                                f"on; {_how_to_get(info.url, dest)}")
+        logger.info("downloading %s (%s) to %s", info.name, info.url, dest)
+        download(info.url, dest, info.sha256_prefix, progress=progress, timeout=timeout)
+        if info.sha256_prefix is None:
+            digest = file_sha256(dest)
+            hint = ""
+            if info.name_hash:
+                agrees = digest.startswith(info.name_hash)
+                hint = f"; the name's digits {info.name_hash} {'match' if agrees else 'do NOT match'} it"
+            logger.warning("%s has no published checksum: sha256 %s%s; its tensors are checked against the "
+                           "official classifier before use", dest.name, digest, hint)
+    return dest, info

@@ -322,6 +322,56 @@ def test_inconsistent_sizes_raise_config_error():
         HeatmapCodec((192, 256), (48, 64), 0)
 
 
+# -- pixel conventions: which decoders may share a model's forward pass ------------------------------------
+def test_every_decoder_belongs_to_exactly_one_convention():
+    from pose.codec import CONVENTIONS, DECODERS, decoder_convention
+
+    assert sorted(d for names in CONVENTIONS.values() for d in names) == sorted(DECODERS)
+    assert [decoder_convention(d) for d in DECODERS] == ["official", "official", "official", "udp"]
+    for decoder in DECODERS:
+        codec = codec_256(decoder)
+        assert codec.convention == decoder_convention(decoder)
+        assert codec.unbiased == (codec.convention == "udp")
+
+
+@pytest.mark.parametrize("base,refused", [
+    (codec_256("quarter"), "udp"), (codec_256("dark", encoding="unbiased"), "udp"),
+    (codec_256("udp"), "none"), (codec_256("udp"), "quarter"), (codec_256("udp"), "dark")])
+def test_with_decoding_refuses_a_decoder_of_another_convention(base, refused):
+    from pose.codec import CONVENTIONS
+
+    with pytest.raises(ConfigError) as err:
+        base.with_decoding(refused)
+    message = str(err.value)
+    assert "\n" not in message and f"decoder '{refused}'" in message
+    assert f"trained in {dict(official='the official', udp='the UDP')[base.convention]} convention" in message
+    assert ", ".join(CONVENTIONS[base.convention]) in message   # the decoders that fit it
+    for allowed in CONVENTIONS[base.convention]:
+        other = base.with_decoding(allowed)
+        assert other.convention == base.convention and other.encoding == base.encoding
+
+
+def test_require_convention_names_the_model_and_the_decoders_that_fit():
+    codec_256("quarter").require_convention("official", "zoo model 'm'")
+    with pytest.raises(ConfigError, match=r"decoder 'udp' does not fit zoo model 'm'.*none, quarter, dark"):
+        codec_256("udp").require_convention("official", "zoo model 'm'")
+    with pytest.raises(ConfigError, match="unknown pixel convention"):
+        codec_256("quarter").require_convention("size/2", "zoo model 'm'")
+
+
+def test_udp_needs_unbiased_targets():
+    with pytest.raises(ConfigError, match="udp decoder needs encoding 'unbiased'"):
+        codec_256("udp", encoding="msra")
+
+
+def test_default_decoder_of_a_udp_model_is_udp():
+    from pose.codec import decoding_from_config, default_decoder
+
+    assert default_decoder("", True) == "quarter" and default_decoder("", False) == "none"
+    assert default_decoder("", True, "udp") == "udp" and default_decoder("dark", True, "udp") == "dark"
+    assert decoding_from_config(_cfg(dict(POST_PROCESS=True)), "udp")["decoder"] == "udp"
+
+
 def _cfg(test=None, **model):
     model = dict(dict(IMAGE_SIZE=[192, 256], HEATMAP_SIZE=[48, 64], SIGMA=2), **model)
     return SimpleNamespace(MODEL=SimpleNamespace(**model), TEST=SimpleNamespace(**(test or {})))

@@ -70,14 +70,17 @@ def test_clean_gt_boxes_and_windows_match_official_records(golden, data_dir):
 
 
 def test_clean_gt_boxes_clips_and_rejects():
-    boxes = np.array([[-5, -3, 20, 10], [630, 470, 50, 50], [700, 10, 5, 5], [10, 10, 0.5, 0.5]], float)
+    boxes = np.array([[-5, -3, 20, 10], [630, 470, 50, 50], [700, 10, 5, 5], [10, 10, 0.5, 0.5],
+                      [10, 10, 0.5, 5]], float)
     out, valid = g.clean_gt_boxes(boxes, 640, 480)
     np.testing.assert_allclose(out[0], [0, 0, 19, 9])
     np.testing.assert_allclose(out[1], [630, 470, 9, 9])
-    np.testing.assert_allclose(out[3], [10, 10, 0, 0])          # kept: x2 == x1 (official)
-    np.testing.assert_array_equal(valid, [True, True, False, True])
-    _, valid = g.clean_gt_boxes(boxes, 640, 480, areas=[1, 1, 1, 0])
-    np.testing.assert_array_equal(valid, [True, True, False, False])
+    np.testing.assert_allclose(out[3], [10, 10, 0, 0])
+    np.testing.assert_allclose(out[4], [10, 10, 0, 4])          # kept: x2 == x1, the window comes from h (official)
+    # the 0x0 cleaned box (official: kept, a point window -> singular crop) is dropped
+    np.testing.assert_array_equal(valid, [True, True, False, False, True])
+    _, valid = g.clean_gt_boxes(boxes, 640, 480, areas=[1, 1, 1, 1, 0])
+    np.testing.assert_array_equal(valid, [True, True, False, False, False])
 
 
 # -- affine matrices ---------------------------------------------------------------------------------
@@ -203,3 +206,52 @@ def test_box_problems_names_why_a_box_cannot_be_cropped():
     assert g.box_problems(boxes).tolist() == [0, 2, 2, 0, 1, 0, 0, 1]  # no image: only the box itself decides
     assert g.count_box_problems(codes) == "2 non-finite boxes, 2 zero-size boxes, 2 boxes outside the image"
     assert g.count_box_problems(np.zeros(3, int)) == ""
+    assert g.count_box_problems([2, 3, 3, 4]) == "1 zero-size box, 2 boxes outside the image, 1 box too large"
+
+
+def test_box_problems_huge_boxes_are_too_large_not_cropped():
+    big = g.MAX_BOX_EXTENT
+    boxes = [[-1e30, -1e30, 2e30, 2e30], [0, 0, big, 10], [0, 0, big + 1, 10], [big, 0, 1, 1], [0, 0, 1e39, 1e39]]
+    assert g.box_problems(boxes).tolist() == [4, 0, 4, 4, 4]
+    assert g.box_problems(boxes, image_size=(640, 480)).tolist() == [4, 0, 4, 4, 4]  # "too large" comes first
+
+
+def test_a_box_that_box_problems_accepts_has_a_usable_window(rng):
+    """Readers filter with box_problems, the dataset and predictor check windows: they must agree."""
+    def sides(n):
+        return np.exp(rng.uniform(np.log(1e-3), np.log(g.MAX_BOX_EXTENT), n)) * rng.choice([1, 0.5, 0.0, -1], n)
+
+    n = 4000
+    for unbiased, reach in ((False, g.MAX_BOX_EXTENT / 2), (True, 1e5)):  # UDP: ~1 px boxes far out collapse
+        boxes = np.stack([rng.uniform(-reach, reach, n), rng.uniform(-reach, reach, n), sides(n), sides(n)], axis=1)
+        boxes = np.concatenate([boxes, [[0, 0, 1, 0.1], [0, 0, 0.99, 0.99], [0, 0, g.MAX_BOX_EXTENT, 1]]])
+        ok = g.box_problems(boxes) == 0
+        assert 0.2 < ok.mean() < 0.8 and not ok[-2] and ok[-1]
+        for input_size in ((192, 256), (256, 256), (288, 384)):
+            c, s = g.boxes_to_center_scale(boxes[ok], input_size)
+            assert not g.window_problems(c, s, input_size, unbiased=unbiased).any()
+
+
+def test_gt_box_problems_the_box_decides_not_the_area():
+    """Issue 16: [10, 10, -5, -5] / [10, 10, 0, 0] with a positive area used to survive as a 0x0 box."""
+    boxes = [[10, 10, -5, -5], [10, 10, 0, 0], [10, 10, 0.5, 0.5], [1e6, 1e6, 10, 10], [99.5, 5, 10, 10],
+             [10, 10, 20, 30], [10, 10, 20, 30], [-50, 5, 20, 20]]
+    areas = [100, 100, 100, 100, 100, 600, 0, 400]
+    codes = g.gt_box_problems(boxes, 100, 100, areas=areas)
+    #                       neg   0x0  cleans to 0x0  far  last column  ok  area 0  left of the image
+    assert codes.tolist() == [2, 2, 2, 3, 3, 0, 5, 3]
+    assert g.count_box_problems(codes) == ("3 zero-size boxes, 3 boxes outside the image, "
+                                           "1 annotation with area <= 0")
+    # without areas the official area rule is simply not applied
+    assert g.gt_box_problems(boxes, 100, 100).tolist() == [2, 2, 2, 3, 3, 0, 0, 3]
+    _, valid = g.clean_gt_boxes(boxes, 100, 100, areas=areas)
+    assert valid.tolist() == (codes == 0).tolist()
+
+
+def test_window_problems_catches_what_would_make_a_singular_crop():
+    centers = [[50, 50], [50, 50], [np.nan, 50], [50, 50], [1e30, 5], [50, 50], [50, 50]]
+    scales = [[1, 1], [0, 0], [1, 1], [-1, 1], [1, 1], [1e300, 1e300], [0.005, 0.005]]
+    assert g.window_problems(centers, scales).tolist() == [0, 2, 1, 2, 4, 4, 0]
+    # a 1-pixel window is singular only in the UDP (size - 1) convention: needs the grid to tell
+    assert g.window_problems(centers, scales, (48, 64)).tolist() == [0, 2, 1, 2, 4, 4, 0]
+    assert g.window_problems(centers, scales, (48, 64), unbiased=True).tolist() == [0, 2, 1, 2, 4, 4, 2]

@@ -8,6 +8,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pose import geometry
 from pose.codec import HeatmapCodec
@@ -182,3 +184,86 @@ def test_predictor_call_on_boxes_matches_windows():
     pred = results[0].keypoints_img[gt[0].joints_visible > 0, :2]
     assert np.abs(pred - gt_joints).max() < 0.1
     assert predictor(image, []) == []
+
+
+# ------------------------------------------------------------------------------------------------
+# Degenerate boxes (issue 16): only a PoseError, never a crash; usable boxes always give finite keypoints
+# ------------------------------------------------------------------------------------------------
+_IMAGE = np.random.default_rng(16).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+_BOX_VALUES = {
+    "normal": lambda d: [d(st.floats(-50, 150)), d(st.floats(-50, 110)), d(st.floats(1, 200)), d(st.floats(1, 200))],
+    "zero": lambda d: [d(st.floats(0, 100)), d(st.floats(0, 100)), d(st.sampled_from([0.0, 5.0])), 0.0],
+    "negative": lambda d: [d(st.floats(0, 100)), d(st.floats(0, 100)), d(st.floats(-1e6, -1e-9)),
+                           d(st.floats(-50, 50))],
+    "nan": lambda d: [d(st.sampled_from([np.nan, np.inf, -np.inf])), 10.0, 20.0, d(st.floats(1, 30))],
+    "huge": lambda d: [d(st.floats(-1e300, 0)), d(st.floats(-1e300, 0)), d(st.floats(1e7, 1e308)),
+                       d(st.floats(1e7, 1e308))],
+    "outside": lambda d: [d(st.floats(1e3, 1e7)), d(st.floats(-1e7, -1e3)), d(st.floats(1, 100)), d(st.floats(1, 100))],
+    "tiny": lambda d: [d(st.floats(0, 100)), d(st.floats(0, 100)), d(st.floats(1e-300, 1e-3)),
+                       d(st.floats(1e-300, 1e-3))],
+}
+
+
+@st.composite
+def _degenerate_boxes(draw):
+    kinds = draw(st.lists(st.sampled_from(sorted(_BOX_VALUES)), min_size=1, max_size=5))
+    return [PersonBox(bbox_xywh=tuple(float(v) for v in _BOX_VALUES[k](draw)), score=0.9) for k in kinds]
+
+
+class _PeakNetwork:
+    """Backend: every crop gets one Gaussian peak per joint (fast, deterministic)."""
+
+    def __init__(self, codec, k=17):
+        w, h = codec.heatmap_size
+        ys, xs = np.mgrid[0:h, 0:w]
+        peak = np.exp(-((xs - w / 3) ** 2 + (ys - h / 2) ** 2) / 8.0).astype(np.float32)
+        self.maps = np.repeat(peak[None], k, axis=0)
+
+    def __call__(self, crops_nchw):
+        return np.repeat(self.maps[None], crops_nchw.shape[0], axis=0)
+
+
+@pytest.mark.parametrize("decoder", ["quarter", "udp"])  # official "size/2" and UDP "size - 1" windows
+@settings(max_examples=60, derandomize=True, database=None, deadline=None)
+@given(boxes=_degenerate_boxes())
+def test_degenerate_boxes_raise_only_pose_errors(decoder, boxes):
+    from pose.errors import PoseError
+
+    codec = HeatmapCodec((48, 64), (12, 16), 2.0, decoder=decoder)
+    predictor = TopDownPredictor(_PeakNetwork(codec), codec, COCO_17, flip_test=True, batch_size=2)
+    xywh = np.array([b.bbox_xywh for b in boxes])
+    codes = geometry.box_problems(xywh)
+    with np.errstate(all="ignore"):  # the oracle: windows of the boxes without NaN/inf/huge coordinates
+        croppable = not np.isin(codes, (1, 4)).any() and not geometry.window_problems(
+            *predictor.make_windows(xywh), codec.input_size, unbiased=codec.unbiased).any()
+    try:
+        results = predictor(_IMAGE, boxes)
+    except PoseError as e:
+        assert not croppable, f"a croppable box was refused: {e}"
+        assert "\n" not in str(e) and "cannot be cropped" in str(e)
+        return
+    assert croppable, "a box that cannot be cropped went through the predictor"
+    assert len(results) == len(boxes)
+    assert all(np.isfinite(r.keypoints_img).all() for r in results)
+
+
+@settings(max_examples=40, derandomize=True, database=None, deadline=None)
+@given(centers=st.lists(st.tuples(st.floats(allow_nan=True), st.floats(allow_nan=True)), min_size=1, max_size=4),
+       scale=st.floats(allow_nan=True, allow_infinity=True))
+def test_degenerate_windows_raise_only_pose_errors(centers, scale):
+    """The window entry points (evaluation crops and decodes through them) refuse what cannot be cropped."""
+    from pose.errors import DataError
+
+    codec = HeatmapCodec((48, 64), (12, 16), 2.0)
+    predictor = TopDownPredictor(_PeakNetwork(codec), codec, COCO_17, flip_test=False)
+    c = np.array(centers, np.float64)
+    s = np.full((len(c), 2), scale)
+    usable = not geometry.window_problems(c, s, codec.input_size).any()
+    try:
+        keypoints = predictor.predict_windows(_IMAGE, c, s)
+    except DataError:
+        assert not usable
+        return
+    assert usable and np.isfinite(keypoints).all()
+    heatmaps = predictor.forward_heatmaps(np.zeros((len(c), 64, 48, 3), np.uint8))[0]
+    predictor.decode(heatmaps, None, c, s)

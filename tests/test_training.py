@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,15 @@ from pose.data import build_dataset
 from pose.loading import load_predictor
 from pose.predictor import TopDownPredictor
 from pose.run_log import read_run_log, run_log_curves
-from pose.training import epoch_indices, primary_metric, train, warmup_factor
+from pose.training import (
+    build_optimizer,
+    build_scheduler,
+    epoch_indices,
+    is_new_best,
+    primary_metric,
+    train,
+    warmup_factor,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "tiny_hrnet_128x96.yaml"
@@ -81,6 +90,63 @@ def test_two_iterations_checkpoint_round_trip(tmp_path):
     want, want_flip = reference.forward_heatmaps(crops)
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(got_flip, want_flip)
+
+
+def _epoch_lrs(cfg, epochs):
+    """The lr each 0-based epoch trains with, from the scheduler as ``train`` drives it (no training)."""
+    optimizer = build_optimizer(cfg, [torch.nn.Parameter(torch.zeros(1))])
+    scheduler = build_scheduler(cfg, optimizer)
+    lrs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # no optimizer.step() here: torch warns about the call order
+        for _ in range(epochs):
+            lrs.append(scheduler.get_last_lr()[0])   # what train_one_epoch sets on the optimizer
+            scheduler.step()                          # after the epoch, as train() does
+    return lrs
+
+
+def _official_loop_lrs(lr, milestones, factor, epochs):
+    """tools/train.py's call order: a fresh MultiStepLR, ``lr_scheduler.step()`` at the start of each epoch."""
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, factor)
+    lrs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # "lr_scheduler.step() before optimizer.step()", as official
+        for _ in range(epochs):
+            scheduler.step()
+            lrs.append(optimizer.param_groups[0]["lr"])
+    return lrs
+
+
+@pytest.mark.parametrize("name", ["coco_hrnet_w32_256x192.yaml", "mpii_hrnet_w32_256x256.yaml"])
+def test_official_yaml_gets_the_official_lr_timing(name):
+    cfg = load_config(REPO / "configs" / name)
+    t = cfg.TRAIN
+    assert t.LR_SCHEDULE_STEP == "official" and list(t.LR_STEP) == [170, 200] and t.END_EPOCH == 210
+    lrs = _epoch_lrs(cfg, t.END_EPOCH)
+    assert lrs == pytest.approx(_official_loop_lrs(t.LR, list(t.LR_STEP), t.LR_FACTOR, t.END_EPOCH), rel=1e-12)
+    assert lrs[168:172] == pytest.approx([1e-3, 1e-4, 1e-4, 1e-4], rel=1e-9)      # drops at epoch 169
+    assert lrs[198:202] == pytest.approx([1e-4, 1e-5, 1e-5, 1e-5], rel=1e-9)      # and at 199
+    paper = _epoch_lrs(load_config(REPO / "configs" / name, ["TRAIN.LR_SCHEDULE_STEP", "paper"]), t.END_EPOCH)
+    assert paper[168:172] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4], rel=1e-9)    # after epoch 170
+    assert paper[198:202] == pytest.approx([1e-4, 1e-4, 1e-5, 1e-5], rel=1e-9)
+
+
+def test_training_run_uses_the_official_timing_unless_told_otherwise(tmp_path):
+    """The tiny config selects 'paper' (epoch 0 at LR, epoch 1 at LR/10, see the round-trip test); with the
+    official timing the same LR_STEP [1] drops the lr from epoch 0, as the official loop does."""
+    torch.set_num_threads(1)
+    cfg = tiny("TRAIN.END_EPOCH", 2, "TRAIN.MAX_ITERS_PER_EPOCH", 1, "TRAIN.BATCH_SIZE_PER_GPU", 2,
+               "TRAIN.VAL_INTERVAL", 0, "TRAIN.LR_STEP", "[1]", "TRAIN.LR_SCHEDULE_STEP", "official", "LOG_DIR", "")
+    train(cfg, tmp_path, device="cpu", progress=False)
+    assert [r["lr"] for r in records(tmp_path, "train")] == pytest.approx([1e-4, 1e-4])
+    assert _epoch_lrs(cfg, 2) == pytest.approx(_official_loop_lrs(1e-3, [1], 0.1, 2))
+
+
+def test_model_best_rule_is_the_official_one():
+    assert is_new_best(0.5, None) and is_new_best(0.6, 0.5)
+    assert is_new_best(0.5, 0.5)           # official perf_indicator >= best_perf: a tie moves model_best on
+    assert not is_new_best(0.4, 0.5)
 
 
 def test_resume_order_is_the_tail_of_the_full_epoch():

@@ -25,10 +25,95 @@ def setup_logging(quiet: bool = False) -> None:
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
+#: The positional that collects ``KEY VALUE`` config overrides (``nargs=argparse.REMAINDER``).
+OVERRIDES_DEST = "opts"
+
+
+def _option_action(parser: argparse.ArgumentParser, token: str):
+    """The parser's action for an option token (``--quiet``, ``--batch-size=4``, a unique prefix), else None."""
+    name = token.split("=", 1)[0]
+    actions = parser._option_string_actions  # argparse keeps no public map from option strings to actions
+    if name in actions:
+        return actions[name]
+    if parser.allow_abbrev and name.startswith("--"):
+        matches = {actions[o] for o in actions if o.startswith(name)}
+        if len(matches) == 1:
+            return matches.pop()
+    return None
+
+
+def _is_option_like(token: str) -> bool:
+    """``--x`` or ``-x`` (not a negative number such as ``-0.5``, a legitimate override value)."""
+    if not token.startswith("-") or token == "-":
+        return False
+    try:
+        float(token)
+        return False
+    except ValueError:
+        return True
+
+
+def split_trailing_flags(parser: argparse.ArgumentParser, overrides: Sequence[str]):
+    """``(overrides, flags)``: the command-line flags written among or after the ``KEY VALUE`` overrides.
+
+    ``--cfg F TEST.MODEL_FILE w.pth --quiet`` puts ``--quiet`` into the overrides (argparse's
+    ``REMAINDER`` takes everything after the first override). A flag of the parser standing where a
+    KEY is expected (config keys never start with ``-``) moves, with its value(s), to ``flags``. A
+    usage error (exit 2) that says to put flags first: an unknown flag-like token where a KEY is
+    expected, a known flag where a VALUE is expected (``TEST.MODEL_FILE --quiet``: is ``--quiet`` the
+    value?), or a flag with a variable number of values.
+    """
+    kept, flags, i = [], [], 0
+    tokens = list(overrides)
+    hint = "put flags before the KEY VALUE overrides"
+    while i < len(tokens):
+        token = tokens[i]
+        action = _option_action(parser, token) if _is_option_like(token) else None
+        if len(kept) % 2:  # a VALUE is expected
+            if action is not None:
+                parser.error(f"override {kept[-1]} is followed by the flag {token!r} instead of a value; {hint}")
+            kept.append(token)
+            i += 1
+            continue
+        if action is None:
+            if _is_option_like(token):
+                parser.error(f"unrecognized argument {token!r} among the KEY VALUE overrides; {hint}")
+            kept.append(token)
+            i += 1
+            continue
+        takes = 0 if "=" in token else (1 if action.nargs is None else action.nargs)
+        if not isinstance(takes, int):  # nargs '?', '*', '+': where its values end is ambiguous
+            parser.error(f"flag {token!r} after the KEY VALUE overrides is ambiguous; {hint}")
+        chunk = tokens[i:i + 1 + takes]
+        if len(chunk) < 1 + takes or any(_option_action(parser, t) for t in chunk[1:] if _is_option_like(t)):
+            parser.error(f"flag {token!r} expects {takes} value(s); {hint}")
+        flags += chunk
+        i += 1 + takes
+    return kept, flags
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """``parser.parse_args`` that also accepts flags after the ``KEY VALUE`` overrides (see
+    :func:`split_trailing_flags`): they are moved before the overrides and the line is parsed again."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    overrides = getattr(args, OVERRIDES_DEST, None)
+    if not overrides:
+        return args
+    kept, flags = split_trailing_flags(parser, overrides)
+    if not flags:
+        return args
+    head = argv[:len(argv) - len(overrides)]
+    if argv[len(head):] != list(overrides):  # REMAINDER is the tail of argv; anything else: leave it
+        return args
+    return parser.parse_args(head + flags + kept)
+
+
 def run_cli(prog: str, body: Callable[[argparse.Namespace], Optional[int]],
             parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None) -> int:
-    """Parse ``argv``, run ``body(args)`` and turn exceptions into one-line messages + exit codes."""
-    args = parser.parse_args(argv)
+    """Parse ``argv`` (:func:`parse_args`), run ``body(args)`` and turn exceptions into one-line messages
+    + exit codes."""
+    args = parse_args(parser, argv)
     debug = getattr(args, "debug", False)
     setup_logging(getattr(args, "quiet", False))
     try:

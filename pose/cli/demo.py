@@ -7,8 +7,10 @@ Examples:
     pose-demo rtsp://camera/stream --det-every 3 --csv
     pose-demo clip.mp4 --random-weights --no-flip       untrained HRNet-W32: pipeline smoke run / timing
 
-Outputs go to --output-dir: <name>_keypoints.jsonl (one record per frame), <name>_pose.mp4 for videos
-and streams, <stem>_pose.jpg + <name>_coco_results.json for images, <name>_keypoints.csv with --csv.
+The same pipeline as the Python API (pose.PoseEstimator(...).stream(INPUT)); the input is checked
+before the model loads, and a refused input leaves nothing in --output-dir. Outputs go to --output-dir:
+<name>_keypoints.jsonl (one record per frame), <name>_pose.mp4 for videos and streams,
+<stem>_pose.jpg + <name>_coco_results.json for images, <name>_keypoints.csv with --csv.
 """
 import argparse
 import sys
@@ -19,7 +21,7 @@ from pose.cli.common import EXIT_INTERRUPTED, add_common_args, run_cli
 def build_parser() -> argparse.ArgumentParser:
     from pose.backends import BACKENDS
     from pose.codec import DECODERS
-    from pose.loading import DEFAULT_MODEL
+    from pose.loading import DEFAULT_MODEL, PRECISIONS
     from pose.video.tracking import TRACK_METRICS
 
     p = argparse.ArgumentParser(prog="pose-demo", description=__doc__.split("\n")[0],
@@ -43,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="inference backend (default auto: ONNX Runtime on CPU when installed, else "
                             "BatchNorm-folded channels_last torch)")
     model.add_argument("--batch-size", type=int, default=None, help="person crops per forward pass")
+    model.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                       help="numeric precision of the pose model's runtime (default fp32)")
     model.add_argument("--offline", action="store_true", help="never download; zoo weights must be cached")
     model.add_argument("--offline-fallback", action="store_true",
                        help="if the zoo model cannot be downloaded, warn loudly and run with --random-weights "
@@ -71,70 +75,62 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def build_predictor(args):
-    """(predictor, description) from the model arguments; untrained weights when asked."""
-    from pose.config import load_config
+def build_estimator(args):
+    """The :class:`pose.api.PoseEstimator` of the model and detector arguments; untrained when asked."""
+    from pose.api import PoseEstimator
     from pose.errors import ConfigError, DownloadError
-    from pose.loading import DEFAULT_MODEL, load_predictor
+    from pose.loading import DEFAULT_MODEL
 
     if args.random_weights and args.weights:
         raise ConfigError("--random-weights and --weights exclude each other; pick one")
     if args.weights and args.model:
         raise ConfigError("--model and --weights exclude each other; pick one")
-    overrides = ["TEST.DECODER", args.decoder] if args.decoder else []
-    cfg = load_config(args.cfg) if args.cfg else None
-    weights = args.weights or args.model or DEFAULT_MODEL
-    options = dict(overrides=overrides, device=args.device, batch_size=args.batch_size,
-                   flip_test=False if args.no_flip else None, offline=args.offline, backend=args.backend)
+    options = dict(model=args.model or DEFAULT_MODEL, weights=args.weights, cfg=args.cfg, device=args.device,
+                   backend=args.backend, detector=args.detector, flip_test=False if args.no_flip else None,
+                   decoder=args.decoder, batch_size=args.batch_size, offline=args.offline,
+                   precision=args.precision, det_score=args.det_score, max_persons=args.max_persons)
     if args.random_weights:
-        predictor, _ = load_predictor(weights, cfg, pretrained=False, **options)
-        return predictor, f"random:{args.cfg or weights}"
+        return PoseEstimator(**options, pretrained=False)
     try:
-        predictor, _ = load_predictor(weights, cfg, **options)
+        return PoseEstimator(**options)
     except DownloadError as e:
         if args.offline_fallback and not args.weights:
             print(f"WARNING: {e}", file=sys.stderr)
             print("WARNING: falling back to UNTRAINED weights (--random-weights --no-flip): the detector, "
                   "tracking, rendering and JSON-lines output are real, the keypoints are not", file=sys.stderr)
             args.random_weights, args.no_flip = True, True
-            return build_predictor(args)
+            return build_estimator(args)
         raise DownloadError(f"{e}; or run with --random-weights for an untrained smoke run") from None
-    return predictor, str(weights)
 
 
 def _body(args) -> int:
     from pose.errors import ConfigError
-    from pose.fileio import ensure_output_dir
-    from pose.video.detection import build_detector
-    from pose.video.pipeline import UNTRAINED_WARNING, format_summary, run_demo
+    from pose.video.pipeline import UNTRAINED_WARNING, check_output_folder, format_summary, write_demo_outputs
     from pose.video.sources import open_source
 
     for name, value, low in (("--stride", args.stride, 1), ("--det-every", args.det_every, 1),
                              ("--max-persons", args.max_persons, 1), ("--batch-size", args.batch_size, 1)):
         if value is not None and value < low:
             raise ConfigError(f"{name}: got {value}, expected an integer >= {low}")
-    # Cheap checks first: a bad output folder or input fails in a second, before any model loads.
-    ensure_output_dir(args.output_dir)
+    # Cheap checks first, in about a second and before any model loads: the output folder (not created
+    # yet), then the input down to its first decoded frame. A refused input leaves nothing behind.
+    check_output_folder(args.output_dir)
     source = open_source(args.input, stride=args.stride, open_timeout_s=args.open_timeout)
     try:
-        predictor, model_name = build_predictor(args)
-        det_options = dict(score_threshold=args.det_score)
-        if args.max_persons is not None:
-            det_options["max_persons"] = args.max_persons
-        if args.detector.strip().lower() in ("fasterrcnn", "faster-rcnn"):
-            det_options["device"] = args.device
-        detector = build_detector(args.detector, **det_options)
+        source.peek()
+        estimator = build_estimator(args)
+        poses = estimator.stream(source, track=args.track, smooth=args.smooth, det_every=args.det_every,
+                                 kpt_thr=args.kpt_thr)
     except BaseException:
         source.close()
         raise
     if args.random_weights:
         print(f"WARNING: {UNTRAINED_WARNING}", file=sys.stderr)
-    meta = {"model": model_name, "detector": args.detector, "decoder": predictor.codec.decoder,
-            "flip_test": bool(predictor.flip_test), "stride": args.stride, "det_every": args.det_every}
-    summary = run_demo(source, predictor, detector, output_dir=args.output_dir, det_every=args.det_every,
-                       smooth=args.smooth, track=args.track, kpt_thr=args.kpt_thr,
-                       write_video=not args.no_video, write_csv=args.csv, show=args.show,
-                       untrained=args.random_weights, meta=meta, progress=not args.quiet)
+    summary = write_demo_outputs(poses, source, estimator.spec, output_dir=args.output_dir, kpt_thr=args.kpt_thr,
+                                 write_video=not args.no_video, write_csv=args.csv, show=args.show,
+                                 untrained=args.random_weights,
+                                 meta=estimator.record_meta(stride=args.stride, det_every=args.det_every),
+                                 progress=not args.quiet)
     print(format_summary(summary))
     if args.random_weights:
         print(f"WARNING: {UNTRAINED_WARNING}", file=sys.stderr)

@@ -3,7 +3,8 @@
 Examples:
     pose-eval --cfg configs/coco_hrnet_w32_256x192.yaml --weights model.pth --det-file dets.json
     pose-eval --cfg configs/coco_hrnet_w32_256x192.yaml --weights hrnet_w32_coco_256x192 --gt-boxes
-    pose-eval --cfg FILE --weights W --decoders quarter,dark,udp   (one forward pass, one AP row each)
+    pose-eval --cfg FILE --weights W --decoders none,quarter,dark   (one forward pass, one AP row each;
+        decoders of the model's pixel convention only: udp needs a UDP-trained model)
 """
 import argparse
 import sys
@@ -21,7 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     boxes = p.add_mutually_exclusive_group()
     boxes.add_argument("--gt-boxes", action="store_true", help="use ground-truth person boxes")
     boxes.add_argument("--det-file", help="COCO person detection results JSON (sets TEST.USE_GT_BBOX False)")
-    p.add_argument("--decoders", default="", help="comma-separated refinements to score: none,quarter,dark,udp")
+    p.add_argument("--decoders", default="",
+                   help="comma-separated decoders to score on one forward pass, of the model's pixel convention: "
+                        "none,quarter,dark (official models) or udp (UDP-trained)")
     p.add_argument("--output-dir", default=None,
                    help="where results and metrics JSON go (default: the official OUTPUT_DIR/<dataset>/<model>/"
                         "<config name> with --cfg, else output/eval)")

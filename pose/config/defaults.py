@@ -5,7 +5,9 @@ The tree is the official HRNet one (``lib/config/default.py`` of leoxiaobin/deep
 YAMLs load unchanged. Official keys keep the official meaning *and the official code default*: an
 official YAML therefore produces the same values here as in the official code. The one deliberate
 exception is ``AUTO_RESUME`` (True here, False in the official tree; every official YAML sets it true
-anyway). Project keys are marked "Project key" in their comment.
+anyway). Project keys are marked "Project key" in their comment; where one chooses between the official
+behaviour and a variant (``DATASET.HALF_BODY_DRAW``, ``TRAIN.LR_SCHEDULE_STEP``), the default is the
+official behaviour, so an unchanged official YAML trains as the official code (audit: docs/design.md).
 
 There is no global config: ``_C`` below is private and only ever cloned by
 :func:`get_default_config`. Sizes are ``(W, H)`` lists, as in the official YAMLs (``IMAGE_SIZE: [192,
@@ -19,6 +21,7 @@ from pose.models.presets import OFFICIAL_PRETRAINED_LAYERS
 # augmentation); the other choice lists live with the code that interprets them (pose.codec.DECODERS,
 # pose.backends.BACKENDS, pose.models for architectures) and are imported by pose.config.validate.
 HALF_BODY_DRAWS = ("fair", "official")
+LR_SCHEDULE_STEPS = ("official", "paper")
 AMP_DTYPES = ("bf16", "fp16")
 OPTIMIZERS = ("adam", "sgd")
 
@@ -66,7 +69,9 @@ _C.CUDNN.ENABLED = True
 # MODEL
 # ------------------------------------------------------------------------------------------------
 _C.MODEL = CN()
-# Network family. Only 'pose_hrnet' is implemented (official also had 'pose_resnet').
+# Network family: 'pose_hrnet' (official pose repo) or 'cls_hrnet' (the official ImageNet classifier of
+# HRNet/HRNet-Image-Classification, whose YAMLs in configs/imagenet/ load unchanged). The official
+# 'pose_resnet' is not implemented.
 _C.MODEL.NAME = "pose_hrnet"
 # Official: run init_weights (normal(0, 0.001) convs, BN 1/0) and then load MODEL.PRETRAINED if it exists.
 _C.MODEL.INIT_WEIGHTS = True
@@ -92,6 +97,13 @@ _C.MODEL.SIGMA = 2.0
 # '' = take the stages from MODEL.EXTRA. If set and MODEL.EXTRA has no STAGE2, the model builder fills
 # STAGE2..4 from the preset; if MODEL.EXTRA has stages, they win.
 _C.MODEL.ARCH = ""
+# Project key. How the trunk's branches are read out (arXiv 1908.07919, Fig. 4): '' = the default head of
+# MODEL.NAME ('v1' for pose_hrnet, 'classification' for cls_hrnet); 'v1' (top branch, the official pose
+# net), 'v2' (all branches upsampled + concatenated, then conv-BN-ReLU and the heatmap conv), 'v2p' (the
+# v2 concatenation pooled to a feature pyramid, a detection backbone) or 'classification' (cls_hrnet only).
+_C.MODEL.HEAD = ""
+# Classifier outputs for MODEL.NAME cls_hrnet (official default 1000, ImageNet-1k); unused by pose heads.
+_C.MODEL.NUM_CLASSES = 1000
 # Architecture details, free-form like the official tree (new keys allowed). For pose_hrnet the official
 # YAMLs set, for n in 2, 3, 4:
 #   STAGEn.NUM_MODULES   int        number of HighResolutionModules (exchange units) in the stage
@@ -101,6 +113,9 @@ _C.MODEL.ARCH = ""
 #   STAGEn.NUM_CHANNELS  [int] * n  block width per branch, highest resolution first (W32: 32, 64, 128, 256)
 #   STAGEn.FUSE_METHOD   str        'SUM' (the only method; the official code always sums)
 # Either all three stages are given or none (then MODEL.ARCH must name a preset).
+# cls_hrnet YAMLs also set STAGE1 (layer1: NUM_MODULES 1, one branch, spelled NUM_RANCHES there, BLOCK,
+# NUM_BLOCKS [n], NUM_CHANNELS [c]) and WITH_HEAD (ignored, as the official code ignores it); v2p reads
+# PYRAMID_LEVELS (4 or 5), PYRAMID_CHANNELS (256) and PYRAMID_CONV_KERNEL (1 or 3) when given.
 _C.MODEL.EXTRA = CN(new_allowed=True)
 # Prefixes of ImageNet-checkpoint keys copied into the pose net ('*' as first entry = all keys).
 _C.MODEL.EXTRA.PRETRAINED_LAYERS = list(OFFICIAL_PRETRAINED_LAYERS)
@@ -165,10 +180,10 @@ _C.DATASET.NUM_JOINTS_HALF_BODY = 8
 # Convert images to RGB before cropping (official loader reads BGR; every official YAML sets true).
 _C.DATASET.COLOR_RGB = False
 # Project key. How the half-body crop picks the upper or the lower body:
-#   'fair'     - a 50/50 choice (what the paper describes);
-#   'official' - reproduce the official `np.random.randn() < 0.5` draw, which picks the upper body
-#                with P = Phi(0.5) ~ 0.69.
-_C.DATASET.HALF_BODY_DRAW = "fair"
+#   'official' - the official `np.random.randn() < 0.5` draw, which picks the upper body with
+#                P = Phi(0.5) ~ 0.69 (default: what the published weights were trained with);
+#   'fair'     - a 50/50 choice (what the paper describes).
+_C.DATASET.HALF_BODY_DRAW = "official"
 # Project keys. Explicit paths (joined onto DATA_DIR when relative); '' = the official layout under ROOT:
 #   COCO: ROOT/annotations/person_keypoints_{SET}.json (image_info_{SET}.json for test sets) and
 #         ROOT/images/{SET}/ (ROOT/images/test2017/ for test sets);
@@ -189,8 +204,14 @@ _C.TRAIN = CN()
 # Multiplicative learning-rate decay at each LR_STEP milestone (MultiStepLR gamma).
 _C.TRAIN.LR_FACTOR = 0.1
 # Milestones in epochs (strictly increasing). The official loop calls scheduler.step() at the start of
-# each epoch, so the lr actually drops at 0-based epochs 169 and 199 for [170, 200].
+# each epoch, so the lr actually drops at 0-based epochs 169 and 199 for [170, 200] (TRAIN.LR_SCHEDULE_STEP).
 _C.TRAIN.LR_STEP = [90, 110]
+# Project key. When the LR_STEP drops happen:
+#   'official' - as tools/train.py, which steps the scheduler at the start of each epoch: the lr of
+#                0-based epoch e is the schedule at e + 1, so it drops at epochs m - 1 (default);
+#   'paper'    - the scheduler steps after each epoch: the first m epochs run at the previous lr and
+#                the drop comes after epoch m ("after 170 epochs", as the paper says).
+_C.TRAIN.LR_SCHEDULE_STEP = "official"
 # Base learning rate (per optimiser step, for the global batch).
 _C.TRAIN.LR = 0.001
 # 'adam' (official YAMLs; no weight decay) or 'sgd' (uses MOMENTUM, WD, NESTEROV).

@@ -12,10 +12,20 @@ from yacs.config import CfgNode as CN
 
 from pose.backends import BACKENDS
 from pose.codec import DECODERS
-from pose.config.defaults import AMP_DTYPES, HALF_BODY_DRAWS, OPTIMIZERS
+from pose.config.defaults import AMP_DTYPES, HALF_BODY_DRAWS, LR_SCHEDULE_STEPS, OPTIMIZERS
 from pose.errors import ConfigError
 from pose.keypoints import COCO_FORMAT, KeypointSpec, get_keypoint_spec, load_keypoint_set
-from pose.models.presets import BLOCK_NAMES, FUSE_METHODS, STAGE_KEYS
+from pose.models.presets import (
+    BLOCK_NAMES,
+    CLS_HRNET,
+    FUSE_METHODS,
+    HEAD_NAMES,
+    HEADS_BY_MODEL_NAME,
+    MODEL_NAMES,
+    PYRAMID_LEVEL_CHOICES,
+    STAGE1_BRANCHES_TYPO,
+    STAGE_KEYS,
+)
 
 HEATMAP_STRIDE = 4  # input pixels per heatmap pixel: the HRNet head runs at 1/4 resolution
 SIZE_DIVISOR = 32   # input W and H must be multiples of this (lowest branch runs at 1/32)
@@ -96,7 +106,9 @@ class _Validator:
     # -- checks ----------------------------------------------------------------------------------
     def check_model(self) -> None:
         m = self.cfg.MODEL
-        self.one_of("MODEL.NAME", ("pose_hrnet",))
+        self.one_of("MODEL.NAME", MODEL_NAMES)
+        self.check_head()
+        self.int_at_least("MODEL.NUM_CLASSES", 1)
         self.one_of("MODEL.TARGET_TYPE", ("gaussian",))
         image_w, image_h = self.size("MODEL.IMAGE_SIZE")
         hm_w, hm_h = self.size("MODEL.HEATMAP_SIZE")
@@ -104,7 +116,8 @@ class _Validator:
             self.fail("MODEL.IMAGE_SIZE", f"[{image_w}, {image_h}]; expected W and H divisible by "
                       f"{SIZE_DIVISOR} (HRNet's lowest branch runs at 1/32 and is upsampled by exact "
                       "factors of 2)")
-        if (hm_w * HEATMAP_STRIDE, hm_h * HEATMAP_STRIDE) != (image_w, image_h):
+        # A classifier has no heatmaps (official cls YAMLs leave HEATMAP_SIZE at its default).
+        if m.NAME != CLS_HRNET and (hm_w * HEATMAP_STRIDE, hm_h * HEATMAP_STRIDE) != (image_w, image_h):
             want = [image_w // HEATMAP_STRIDE, image_h // HEATMAP_STRIDE]
             self.fail("MODEL.HEATMAP_SIZE", f"[{hm_w}, {hm_h}] with IMAGE_SIZE [{image_w}, {image_h}]; "
                       f"expected IMAGE_SIZE / {HEATMAP_STRIDE} = {want} "
@@ -119,8 +132,57 @@ class _Validator:
         if not isinstance(layers, (list, tuple)) or not all(isinstance(v, str) for v in layers):
             self.fail("MODEL.EXTRA.PRETRAINED_LAYERS", f"got {layers!r}; expected a list of key prefixes")
 
+    def check_head(self) -> None:
+        """MODEL.HEAD ('' = the NAME's default) and the older MODEL.EXTRA.HEAD must name a head of NAME."""
+        name = self.cfg.MODEL.NAME
+        allowed = HEADS_BY_MODEL_NAME[name]
+        given = {key: str(value).lower() for key, value in (("MODEL.HEAD", self.cfg.MODEL.HEAD),
+                                                              ("MODEL.EXTRA.HEAD",
+                                                               self.cfg.MODEL.EXTRA.get("HEAD", "")))
+                 if value not in (None, "")}
+        for key, head in given.items():
+            if head not in HEAD_NAMES:
+                self.fail(key, f"got {head!r}; expected one of {list(HEAD_NAMES)} ('' = {allowed[0]!r})")
+            if head not in allowed:
+                owner = next(n for n, heads in HEADS_BY_MODEL_NAME.items() if head in heads)
+                self.fail(key, f"got {head!r} with MODEL.NAME {name!r}; expected one of {list(allowed)} "
+                          f"(head {head!r} belongs to MODEL.NAME {owner!r})")
+        if len(set(given.values())) > 1:
+            self.fail("MODEL.HEAD", f"got {given['MODEL.HEAD']!r} but MODEL.EXTRA.HEAD is "
+                      f"{given['MODEL.EXTRA.HEAD']!r}; expected one of them, or both equal")
+        levels = self.cfg.MODEL.EXTRA.get("PYRAMID_LEVELS", PYRAMID_LEVEL_CHOICES[-1])
+        if levels not in PYRAMID_LEVEL_CHOICES or type(levels) is not int:
+            self.fail("MODEL.EXTRA.PYRAMID_LEVELS", f"got {levels!r}; expected one of "
+                      f"{list(PYRAMID_LEVEL_CHOICES)}")
+
+    def check_stage1(self) -> None:
+        """The official cls_hrnet STAGE1 (layer1): one module, one branch (NUM_BRANCHES or NUM_RANCHES)."""
+        key = "MODEL.EXTRA.STAGE1"
+        stage = self.cfg.MODEL.EXTRA.STAGE1
+        if not isinstance(stage, CN):
+            self.fail(key, f"got {stage!r}; expected a section with keys {list(STAGE_KEYS)}")
+        allowed = set(STAGE_KEYS) | {STAGE1_BRANCHES_TYPO}
+        unknown = sorted(set(stage) - allowed)
+        if unknown:
+            self.fail(f"{key}.{unknown[0]}", f"unknown key; expected only {sorted(allowed)}")
+        for one in ("NUM_MODULES", "NUM_BRANCHES", STAGE1_BRANCHES_TYPO):
+            if one in stage and (stage[one] != 1 or type(stage[one]) is not int):
+                self.fail(f"{key}.{one}", f"got {stage[one]!r}; expected 1 (stage 1 is one residual layer)")
+        for list_key in ("NUM_BLOCKS", "NUM_CHANNELS"):
+            values = stage.get(list_key)
+            if (not isinstance(values, (list, tuple)) or len(values) != 1
+                    or not all(type(v) is int and v > 0 for v in values)):
+                self.fail(f"{key}.{list_key}", f"got {values!r}; expected one positive integer in a list")
+        if "BLOCK" not in stage:
+            self.fail(f"{key}.BLOCK", f"missing; expected one of {list(BLOCK_NAMES)}")
+        self.one_of(f"{key}.BLOCK", BLOCK_NAMES)
+        if "FUSE_METHOD" in stage:
+            self.one_of(f"{key}.FUSE_METHOD", FUSE_METHODS)
+
     def check_stages(self) -> None:
         extra = self.cfg.MODEL.EXTRA
+        if "STAGE1" in extra:
+            self.check_stage1()
         present = [n for n in (2, 3, 4) if f"STAGE{n}" in extra]
         if not present:
             if not self.cfg.MODEL.ARCH:
@@ -161,7 +223,8 @@ class _Validator:
     def check_dataset(self) -> None:
         ds = self.cfg.DATASET
         spec = None
-        if not _deferred_declaration(str(ds.KEYPOINTS)):
+        # A classification config (cls_hrnet, DATASET 'imagenet') has no keypoint set.
+        if self.cfg.MODEL.NAME != CLS_HRNET and not _deferred_declaration(str(ds.KEYPOINTS)):
             try:
                 spec = keypoint_spec_for_config(self.cfg)
             except ConfigError as e:
@@ -173,8 +236,8 @@ class _Validator:
         if not ds.OKS_SIGMA_FALLBACK >= 0:
             self.fail("DATASET.OKS_SIGMA_FALLBACK", f"got {ds.OKS_SIGMA_FALLBACK!r}; expected 0 (off) or a "
                       "positive uniform sigma")
-        if not ds.SCALE_FACTOR >= 0:
-            self.fail("DATASET.SCALE_FACTOR", f"got {ds.SCALE_FACTOR!r}; expected >= 0")
+        if not 0 <= ds.SCALE_FACTOR < 1:  # the jitter is clipped to [1 - SF, 1 + SF]: SF >= 1 allows a 0 scale
+            self.fail("DATASET.SCALE_FACTOR", f"got {ds.SCALE_FACTOR!r}; expected 0 <= SCALE_FACTOR < 1")
         if not ds.ROT_FACTOR >= 0:
             self.fail("DATASET.ROT_FACTOR", f"got {ds.ROT_FACTOR!r}; expected >= 0 degrees")
         if not ds.PROB_HALF_BODY <= 1:
@@ -202,6 +265,7 @@ class _Validator:
         if (not all(type(s) is int and s > 0 for s in steps)
                 or any(b <= a for a, b in zip(steps, steps[1:]))):
             self.fail("TRAIN.LR_STEP", f"got {steps!r}; expected strictly increasing positive epoch numbers")
+        self.one_of("TRAIN.LR_SCHEDULE_STEP", LR_SCHEDULE_STEPS)
         if not t.LR > 0:
             self.fail("TRAIN.LR", f"got {t.LR!r}; expected a positive learning rate")
         if not t.LR_FACTOR > 0:

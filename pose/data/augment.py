@@ -13,9 +13,9 @@ Official order (``JointsDataset.__getitem__``), reproduced by :func:`sample_augm
 4. horizontal flip with probability ``flip_prob`` (0.5): image mirrored, joints
    ``x -> width - 1 - x`` with left/right swapped, ``center_x -> width - 1 - center_x``.
 
-One deliberate option: the official half-body choice uses a *standard-normal* draw
-(``randn() < 0.5`` picks the upper body, P ~ 0.69). ``draw="fair"`` (our default) uses a uniform
-draw (P = 0.5); ``draw="official"`` reproduces the official bias.
+One option: the official half-body choice uses a *standard-normal* draw (``randn() < 0.5`` picks the
+upper body, P ~ 0.69); ``draw="official"`` (the default) reproduces it, ``draw="fair"`` is the paper's
+uniform 50/50 choice.
 """
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
@@ -47,7 +47,7 @@ class AugmentParams:
 
 def half_body_window(joints: np.ndarray, visible: np.ndarray, *, upper_ids: Sequence[int],
                      lower_ids: Sequence[int], aspect_ratio: float, num_joints_half_body: int = 0,
-                     draw: str = "fair", rng: Optional[np.random.Generator] = None,
+                     draw: str = "official", rng: Optional[np.random.Generator] = None,
                      draw_value: Optional[float] = None, padding: float = 1.5
                      ) -> Optional[Tuple[np.ndarray, np.ndarray]]:
     """Official half-body window around the upper or the lower body.
@@ -70,7 +70,8 @@ def half_body_window(joints: np.ndarray, visible: np.ndarray, *, upper_ids: Sequ
         padding: window enlargement (official 1.5).
 
     Returns:
-        ``(center (2,) float32, scale (2,) float32)`` or ``None`` when fewer than 2 joints qualify.
+        ``(center (2,) float32, scale (2,) float32)`` or ``None`` when fewer than 2 joints qualify or
+        they all lie on one point (the window would have zero size).
     """
     vis = np.asarray(visible, dtype=np.float64)
     vis = vis.reshape(vis.shape[0], -1)[:, 0] > 0
@@ -94,6 +95,8 @@ def half_body_window(joints: np.ndarray, visible: np.ndarray, *, upper_ids: Sequ
         return None
     center = chosen.mean(axis=0)
     w, h = chosen.max(axis=0) - chosen.min(axis=0)
+    if not (w > 0 or h > 0):  # all chosen joints on one point: a zero-size window (the official code crops it)
+        return None
     if w > aspect_ratio * h:
         h = w / np.float32(aspect_ratio)
     elif w < aspect_ratio * h:
@@ -144,7 +147,7 @@ def sample_augmentation(rng: np.random.Generator, center: np.ndarray, scale: np.
                         lower_ids: Sequence[int] = (), scale_factor: float = 0.35,
                         rot_factor: float = 45.0, rot_prob: float = 0.6, flip_prob: float = 0.5,
                         half_body_prob: float = 0.0, num_joints_half_body: int = 8,
-                        half_body_draw: str = "fair") -> AugmentParams:
+                        half_body_draw: str = "official") -> AugmentParams:
     """Draw one augmentation for a person (official order, see the module docstring).
 
     Args:

@@ -11,7 +11,9 @@ Official conventions reproduced (``lib/dataset/coco.py``):
   each image's annotations in file order; crowd annotations, non-person categories, annotations
   with ``area <= 0`` or an empty cleaned box (:func:`pose.geometry.clean_gt_boxes`) and
   annotations whose keypoints are all zero are skipped. The window comes from the *cleaned* box.
-  Box score 1.
+  Box score 1. Beyond the official filter, the annotated box itself decides
+  (:func:`pose.geometry.gt_box_problems`): zero or negative width or height, no overlap with the
+  image, a cleaned box of 0 x 0 pixels (a point window) are skipped too, whatever ``area`` says.
 - **Detected boxes** (``TEST.COCO_BBOX_FILE``): the detection list in its order, ``category_id``
   1 only, ``score >= IMAGE_THRE``, boxes used as given (not clipped), box score kept. The image is
   found through the detection's ``image_id`` in the GT ``images`` list (the official code parsed
@@ -27,6 +29,10 @@ Decisions where the official code had none (it crashed or silently misbehaved):
   not 4 finite numbers, duplicate image or annotation ids, images without ``width``/``height``,
   a detection file with no person boxes (or none on an image of the ``images`` list), a missing image
   folder, missing image files.
+- Skipped boxes are counted: one warning per file, ``skipped N annotations of 'FILE': M zero-size
+  boxes, K boxes outside the image, ...`` (GT) or ``skipped N detections of 'FILE': ...`` (detections:
+  zero-size, outside their image when its size is listed, too large; :func:`pose.geometry.box_problems`).
+  A file whose every person box is unusable is an error (it names the counts).
 - A labelled joint (v > 0) with a non-finite or negative coordinate is set invisible (v = 0);
   one warning per file gives the count.
 - A missing ``area`` (PoseTrack, CrowdPose, AI Challenger files) is :func:`default_area` (``0.53 * w * h``
@@ -48,12 +54,12 @@ import logging
 import math
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from pose import geometry
-from pose.data.topdown import PersonSample, check_image_dir, check_image_files
+from pose.data.topdown import PersonSample, check_image_dir, check_image_files, warn_skipped_boxes
 from pose.errors import DataError
 from pose.fileio import read_json
 from pose.keypoints import COCO_17, KeypointSpec
@@ -135,6 +141,14 @@ def _image_size(img: dict, path) -> Tuple[float, float]:
         raise DataError(f"annotation file '{path}': image id {img['id']} has no numeric 'width'/'height'; "
                         "expected both (needed to clip GT boxes)") from None
     return w, h
+
+
+def _image_size_if_known(img: dict) -> Optional[Tuple[float, float]]:
+    """``(W, H)`` of an ``images`` entry, or None when it has no numeric size (detections need none)."""
+    try:
+        return float(img["width"]), float(img["height"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _bbox(entry: dict, path, what: str) -> np.ndarray:
@@ -256,6 +270,20 @@ def keypoint_categories(data: dict, spec: KeypointSpec, path, *, check_names: bo
     return ids or {PERSON_CATEGORY}
 
 
+def _area(ann: dict, raw_box: np.ndarray, path) -> float:
+    """The annotation's ``area`` (official filter ``area > 0``), or :func:`default_area` when it has none."""
+    if "area" not in ann:
+        return default_area(raw_box)
+    try:
+        area = float(ann["area"])
+    except (TypeError, ValueError):
+        area = math.nan
+    if not math.isfinite(area) or isinstance(ann["area"], bool):
+        raise DataError(f"annotation file '{path}': annotation id {ann.get('id')} has area {ann['area']!r}; "
+                        "expected a finite number")
+    return area
+
+
 def _windows(boxes: np.ndarray, input_size, padding: float) -> Tuple[np.ndarray, np.ndarray]:
     if len(boxes) == 0:
         return np.zeros((0, 2)), np.zeros((0, 2))
@@ -290,22 +318,23 @@ def load_coco_gt_samples(ann_file, image_dir, *, input_size: Sequence[int], spec
 
     rows = []   # (image dict, ann, clean box (4,), joints (K,2), vis (K,))
     bad_joints = 0
+    box_codes = []  # gt_box_problems of every person annotation, for the one warning below
     for image_id, img in images.items():
-        anns = [a for a in anns_by_image[image_id] if not a.get("iscrowd", 0)]
+        anns = [a for a in anns_by_image[image_id]
+                if not a.get("iscrowd", 0) and a.get("category_id", PERSON_CATEGORY) in categories]
         if not anns:
             continue
         width, height = _image_size(img, ann_file)
         boxes = np.stack([_bbox(a, ann_file, f"annotation id {a.get('id')}") for a in anns])
         areas = []
         for ann, raw_box in zip(anns, boxes):
-            if "area" not in ann:
-                no_area += 1
-            areas.append(float(ann["area"]) if "area" in ann else default_area(raw_box))
-        clean, valid = geometry.clean_gt_boxes(boxes, width, height, areas=np.array(areas))
-        for ann, box, ok in zip(anns, np.asarray(clean, dtype=np.float64), valid):
-            if not ok:
-                continue
-            if ann.get("category_id", PERSON_CATEGORY) not in categories:
+            no_area += "area" not in ann
+            areas.append(_area(ann, raw_box, ann_file))
+        codes = geometry.gt_box_problems(boxes, width, height, areas=np.array(areas))
+        box_codes.append(codes)
+        clean, _ = geometry.clean_gt_boxes(boxes, width, height)
+        for ann, box, code in zip(anns, np.asarray(clean, dtype=np.float64), codes):
+            if code != geometry.BOX_OK:
                 continue
             joints, v = _keypoints(ann, spec, ann_file)
             raw = np.concatenate([joints, v[:, None]], axis=1)
@@ -317,6 +346,13 @@ def load_coco_gt_samples(ann_file, image_dir, *, input_size: Sequence[int], spec
             joints = np.nan_to_num(joints, nan=0.0, posinf=0.0, neginf=0.0)
             joints[bad] = 0.0
             rows.append((img, ann, box, joints, vis))
+    box_codes = np.concatenate(box_codes) if box_codes else np.zeros(0, np.int64)
+    if not rows and box_codes.any():
+        skipped = int(box_codes.astype(bool).sum())
+        raise DataError(f"annotation file '{ann_file}': no usable person annotation; {skipped} "
+                        f"of {len(box_codes)} skipped ({geometry.count_box_problems(box_codes)}); expected boxes "
+                        "with w, h > 0 inside their image and area > 0")
+    warn_skipped_boxes(box_codes, ann_file, "annotations")
     if no_area:
         logger.warning("annotation file '%s': %d annotation(s) have no 'area'; used 0.53 * bbox w * h "
                        "(the convention for files without segments)", ann_file, no_area)
@@ -361,6 +397,7 @@ def load_coco_det_samples(detections: Union[str, os.PathLike, list], ann_file, i
 
     rows = []   # (det index, image dict, box, score)
     unknown, first_unknown = 0, None
+    box_codes = []
     for det in persons:
         if det.score < image_thre:
             continue
@@ -368,7 +405,16 @@ def load_coco_det_samples(detections: Union[str, os.PathLike, list], ann_file, i
             unknown += 1
             first_unknown = det.image_id if first_unknown is None else first_unknown
             continue
-        rows.append((det.index, images[det.image_id], det.bbox_xywh, det.score))
+        img = images[det.image_id]
+        code = int(geometry.box_problems(det.bbox_xywh, _image_size_if_known(img))[0])
+        box_codes.append(code)
+        if code == geometry.BOX_OK:
+            rows.append((det.index, img, det.bbox_xywh, det.score))
+    if box_codes and not rows:
+        raise DataError(f"detection file '{source}': all {len(box_codes)} person boxes on images of '{ann_file}' "
+                        f"are unusable ({geometry.count_box_problems(box_codes)}); expected boxes with "
+                        "w, h > 0 that overlap their image")
+    warn_skipped_boxes(np.array(box_codes, dtype=np.int64), source, "detections")
     if unknown and not rows:
         raise DataError(f"detection file '{source}': none of its {unknown} person boxes refers to an image "
                         f"of annotation file '{ann_file}' (first image_id: {first_unknown}); expected "

@@ -8,6 +8,9 @@ Each entry is ``{"image": file name, "center": [x, y], "scale": s, "joints": [[x
 - ``center -= 1`` and ``joints -= 1`` (1-based -> 0-based);
 - entries without ``joints`` (the test split) get zero joints with visibility 0.
 
+An entry whose window cannot be cropped (``scale <= 0``, :func:`pose.geometry.window_problems`) is
+skipped; one warning per file gives the count (the official code would crop a point).
+
 The samples are :class:`pose.data.topdown.PersonSample` (``image_id`` = the file stem as an integer
 when it is all digits, else -1; ``bbox_xywh`` None; box score 1) and feed the same
 :class:`pose.data.topdown.TopDownDataset`.
@@ -18,7 +21,8 @@ from typing import List
 
 import numpy as np
 
-from pose.data.topdown import PersonSample, check_image_dir, check_image_files
+from pose import geometry
+from pose.data.topdown import PersonSample, check_image_dir, check_image_files, warn_skipped_boxes
 from pose.errors import DataError
 from pose.fileio import read_json
 from pose.keypoints import MPII_16, KeypointSpec
@@ -59,6 +63,7 @@ def load_mpii_samples(ann_file, image_dir, *, spec: KeypointSpec = MPII_16, skip
                         "expected a list of MPII entries {image, center, scale, joints, joints_vis}")
     k = spec.num_keypoints
     samples = []
+    codes = []
     for i, entry in enumerate(data):
         if not isinstance(entry, dict) or not isinstance(entry.get("image"), str):
             raise DataError(f"annotation file '{ann_file}': entry {i} has no 'image' file name; "
@@ -70,6 +75,9 @@ def load_mpii_samples(ann_file, image_dir, *, spec: KeypointSpec = MPII_16, skip
             center[1] = center[1] + 15 * scale[1]
             scale = scale * 1.25
         center = center - 1
+        codes.append(int(geometry.window_problems(center, scale)[0]))
+        if codes[-1] != geometry.BOX_OK:
+            continue
         if "joints" in entry:
             joints = _vector(entry, "joints", (k, 2), ann_file, i) - 1
             vis = _vector(entry, "joints_vis", (k,), ann_file, i)
@@ -81,6 +89,7 @@ def load_mpii_samples(ann_file, image_dir, *, spec: KeypointSpec = MPII_16, skip
         samples.append(PersonSample(
             image_path=str(image_dir / entry["image"]), image_id=int(stem) if stem.isdigit() else -1,
             center=center, scale=scale, joints=joints, joints_visible=visible, box_score=1.0))
+    warn_skipped_boxes(np.array(codes, dtype=np.int64), ann_file, "annotations")
     if check_images:
         samples = check_image_files(samples, ann_file, skip_missing_images=skip_missing_images)
     return samples

@@ -84,6 +84,34 @@ def check_image_files(samples: List[PersonSample], source, *, skip_missing_image
     return kept
 
 
+def warn_skipped_boxes(codes: np.ndarray, path, what: str) -> None:
+    """One warning for a file: ``skipped N annotations of 'FILE': M zero-size boxes, K boxes outside ...``.
+
+    Args:
+        codes: (N,) :func:`pose.geometry.box_problems` / ``gt_box_problems`` codes of the file's boxes.
+        path: the file (or ``"detections"`` for an in-memory list).
+        what: what the boxes are, plural (``"annotations"``, ``"detections"``).
+    """
+    bad = int((np.asarray(codes) != geometry.BOX_OK).sum())
+    if bad:
+        logger.warning("skipped %d %s of '%s': %s", bad, what if bad != 1 else what[:-1], path,
+                       geometry.count_box_problems(codes))
+
+
+def _check_windows(samples: Sequence[PersonSample]) -> None:
+    """Refuse samples whose window cannot be cropped: a reader must skip (and count) them, never train on
+    or score a point window (:func:`pose.geometry.window_problems`)."""
+    if not samples:
+        return
+    codes = geometry.window_problems(np.array([s.center for s in samples], dtype=np.float64).reshape(-1, 2),
+                                     np.array([s.scale for s in samples], dtype=np.float64).reshape(-1, 2))
+    if codes.any():
+        first = samples[int(np.flatnonzero(codes)[0])]
+        raise DataError(f"{int((codes != 0).sum())} of {len(samples)} person samples have unusable crop windows "
+                        f"({geometry.count_box_problems(codes)}; first: image '{first.image_path}', scale "
+                        f"{np.asarray(first.scale).tolist()}); expected finite centres and scales > 0")
+
+
 def check_image_dir(image_dir) -> Path:
     image_dir = Path(image_dir)
     if not image_dir.is_dir():
@@ -127,13 +155,14 @@ class TopDownDataset(torch.utils.data.Dataset):
     def __init__(self, samples: Sequence[PersonSample], *, input_size: Sequence[int], spec: KeypointSpec,
                  codec=None, train: bool = False, seed: int = 0, scale_factor: float = 0.35,
                  rot_factor: float = 45.0, rot_prob: float = 0.6, flip: bool = True, flip_prob: float = 0.5,
-                 half_body_prob: float = 0.0, num_joints_half_body: int = 8, half_body_draw: str = "fair",
+                 half_body_prob: float = 0.0, num_joints_half_body: int = 8, half_body_draw: str = "official",
                  use_joint_weights: bool = False):
         if train and codec is None:
             raise ValueError("TopDownDataset: train=True needs a codec to encode targets")
         if half_body_draw not in HALF_BODY_DRAWS:
             raise ValueError(f"half_body_draw='{half_body_draw}', expected one of {HALF_BODY_DRAWS}")
         self.samples = list(samples)
+        _check_windows(self.samples)
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.spec = spec
         self.codec = codec

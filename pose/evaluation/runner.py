@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from pose.codec import HeatmapCodec
-from pose.config import decoder_name, resolve_data_path
+from pose.config import resolve_data_path
 from pose.data import build_dataset
 from pose.data.layout import resolve_dataset_paths
 from pose.data.topdown import TopDownDataset
@@ -117,7 +117,12 @@ def evaluate_dataset(predictor: TopDownPredictor, dataset: TopDownDataset, make_
 
 
 def decoder_codecs(base: HeatmapCodec, names: Sequence[str]) -> Dict[str, HeatmapCodec]:
-    """Codecs that differ from ``base`` only in the decoder (``pose-eval --decoders quarter,dark,udp``)."""
+    """Codecs that differ from ``base`` only in the decoder (``pose-eval --decoders none,quarter,dark``).
+
+    Raises:
+        ConfigError: a name is not a decoder of ``base``'s pixel convention (``udp`` on an official model,
+            an official decoder on a UDP model; see :data:`pose.codec.CONVENTIONS`).
+    """
     return {name: base.with_decoding(name) for name in names}
 
 
@@ -196,7 +201,8 @@ def run_evaluation(cfg, weights, *, output_dir=None, decoders: Sequence[str] = (
         cfg: the experiment config (dataset, boxes, test settings), or None with a self-describing
             checkpoint / zoo name (then the dataset keys must come from ``overrides``).
         weights: checkpoint path or zoo name (see :func:`pose.loading.load_model`).
-        decoders: refinements to score on one forward pass (default: the config's ``TEST.DECODER``).
+        decoders: refinements to score on one forward pass, all of the model's pixel convention
+            (default: the predictor's, i.e. ``TEST.DECODER`` or the checkpoint's).
 
     Returns:
         ``{"boxes": label, "num_samples": n, "metrics": {decoder: {name: value}}, "files": [...]}``.
@@ -208,7 +214,7 @@ def run_evaluation(cfg, weights, *, output_dir=None, decoders: Sequence[str] = (
     label = boxes_label(cfg)
     logger.info("boxes: %s", label)
     dataset = build_dataset(cfg, "test", predictor.codec, skip_missing_images=skip_missing_images)
-    names = list(decoders) or [decoder_name(cfg)]
+    names = list(decoders) or [predictor.codec.decoder]
     codecs = decoder_codecs(predictor.codec, names)
     img_ids = "processed" if skip_missing_images else None
     metrics = evaluate_dataset(predictor, dataset, make_evaluator_factory(cfg, predictor.spec, output_dir,

@@ -1,15 +1,22 @@
 """The video pipeline: frames from a source -> person boxes -> batched poses -> tracks -> files / window.
 
-``run_demo(source, predictor, detector, output_dir=...)`` wires the components and does no vision of
-its own: frames come from :func:`pose.video.sources.open_source`, boxes from a
-:mod:`pose.video.detection` detector (or, with ``det_every > 1``, from the previous frame's poses via
-:func:`pose.video.tracking.boxes_from_keypoints`), keypoints from one batched
-:class:`pose.predictor.TopDownPredictor` call per frame (it crops, normalises and decodes), ids from
-:mod:`pose.video.tracking`, smoothing from :mod:`pose.video.smoothing`, pictures from
-:mod:`pose.video.render`, records from :mod:`pose.video.records`.
+It does no vision of its own and comes in three reusable pieces, which ``pose-demo`` and the Python
+API (:class:`pose.api.PoseEstimator`) share:
+
+- :func:`pose_frames`: the per-frame loop. Frames come from :func:`pose.video.sources.open_source`,
+  boxes from a :mod:`pose.video.detection` detector (or, with ``det_every > 1``, from the previous
+  frame's poses via :func:`pose.video.tracking.boxes_from_keypoints`), keypoints from one batched
+  :class:`pose.predictor.TopDownPredictor` call per frame (it crops, normalises and decodes), ids from
+  :mod:`pose.video.tracking`, smoothing from :mod:`pose.video.smoothing`. Boxes that cannot give a
+  crop (zero size, outside the image, non-finite: :func:`pose.geometry.box_problems`) are dropped,
+  with one counted warning per run (:class:`BoxFilter`).
+- :func:`write_demo_outputs`: the files and the window for a stream of ``(frame, poses)`` pairs,
+  pictures from :mod:`pose.video.render`, records from :mod:`pose.video.records`.
+- :func:`run_demo`: both, for a source spec, a predictor and a detector.
 
 Files written into ``output_dir`` (``<name>`` = video stem, folder name, image stem, ``webcam<N>``
-or a cleaned stream URL):
+or a cleaned stream URL); the folder is created, and every file opened, only when the first frame
+has decoded, so a refused input leaves nothing behind:
 
 - every input: ``<name>_keypoints.jsonl``, one schema-1 frame record per processed frame, written and
   flushed as each frame finishes (a killed run keeps every finished frame, never half a record);
@@ -23,24 +30,30 @@ or a cleaned stream URL):
 
 Untrained weights (``untrained=True``) draw a red "UNTRAINED WEIGHTS" banner on every rendered
 picture and set ``meta.untrained_weights = true`` in every JSON-lines record.
+
+Why a little over 400 lines: the loop, the writers it feeds and their shared naming rules (stems,
+COCO ids, the output-folder check) change together; the parts with their own idea live in siblings.
 """
 import dataclasses
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 
 from pose.errors import DataError
 from pose.fileio import atomic_write, ensure_output_dir
+from pose.geometry import box_problems, count_box_problems
+from pose.structures import PersonBox, PoseResult
 from pose.video.records import FrameCsvWriter, FrameRecordWriter, write_coco_results
 from pose.video.render import UNTRAINED_TEXT, render
 from pose.video.smoothing import KeypointSmoother
-from pose.video.sources import FrameSource, open_source
+from pose.video.sources import Frame, FrameSource, open_source
 from pose.video.tracking import PoseTracker, boxes_from_keypoints
 
 logger = logging.getLogger(__name__)
@@ -151,125 +164,210 @@ class _Window:
                 pass
 
 
-def run_demo(source_spec: Union[str, int, FrameSource], predictor, detector, *,
-             output_dir: Union[str, Path], stride: int = 1, det_every: int = 1, smooth: Optional[bool] = None,
-             track: Optional[str] = "iou", kpt_thr: float = 0.3, write_video: bool = True,
-             write_csv: bool = False, show: bool = False, untrained: bool = False,
-             meta: Optional[dict] = None, progress: bool = True, open_timeout_s: float = 10.0) -> DemoSummary:
-    """Run detection + pose (+ tracking) over a source and write the outputs (module docstring).
-
-    Args:
-        source_spec: anything :func:`pose.video.sources.open_source` takes, or an opened source (then closed here).
-        predictor: a :class:`pose.predictor.TopDownPredictor` (``predictor.spec`` picks the skeleton).
-        detector: a :class:`pose.video.detection.PersonDetector`; called as ``detector(image_rgb, image_id)``.
-        output_dir: created if needed; checked writable before anything runs.
-        stride: keep every ``stride``-th frame (ignored when an opened source is passed).
-        det_every: run the detector every N-th processed frame of a video/stream; in between, boxes
-            come from the previous frame's poses. Image inputs always run the detector.
-        smooth: One-Euro keypoint smoothing per track; ``None`` = on for live sources, off otherwise.
-        track: tracker metric (``iou``, ``oks``, ``iou+oks``) for video/stream, or ``None``/``"none"``.
-        kpt_thr: joints below this score are not drawn (nor used for boxes / smoothing / OKS).
-        write_video, write_csv, show: the optional outputs.
-        untrained: the weights are random: banner on pictures, flag in the records.
-        meta: stored in every JSON-lines record (model, detector, decoder ...).
-        progress: tqdm bar for files, a status line every ~5 s for live sources (via logging).
+def check_output_folder(path: Union[str, Path]) -> Path:
+    """Check that ``path`` is, or can be created as, a writable folder, without creating it.
 
     Raises:
-        DataError: unusable source or output folder (one line, raised before any processing).
+        DataError: a file is in the way, or the nearest existing folder above it is not writable.
     """
-    out_dir = ensure_output_dir(output_dir)
-    source = (source_spec if isinstance(source_spec, FrameSource)
-              else open_source(source_spec, stride=stride, open_timeout_s=open_timeout_s))
-    csv_writer = None
+    path = Path(path)
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise DataError(f"output folder '{path}' cannot be created ('{probe}' is a file)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise DataError(f"output folder '{path}' is not writable" if probe == path else
+                        f"output folder '{path}' cannot be created (folder '{probe}' is not writable)")
+    return path
+
+
+def record_meta(predictor, *, model: str, detector: str, untrained: bool = False, **extra) -> dict:
+    """The ``meta`` object of every frame record of a run (model, detector, decoder, flip test, keypoint names).
+
+    ``extra`` (e.g. ``stride``, ``det_every``) is added as given; untrained weights add
+    ``untrained_weights: true`` and the banner text.
+    """
+    meta = {"model": str(model), "detector": str(detector), "decoder": predictor.codec.decoder,
+            "flip_test": bool(predictor.flip_test), **extra}
+    meta.setdefault("keypoint_names", list(predictor.spec.keypoint_names))  # the set the model predicts
+    if untrained:
+        meta.update(untrained_weights=True, warning=UNTRAINED_TEXT)
+    return meta
+
+
+class BoxFilter:
+    """Drops person boxes that cannot give a crop and counts them, for one warning per run.
+
+    Args:
+        what: how the warning names the boxes' origin (``"detector boxes of 'clip.mp4'"``).
+    """
+
+    def __init__(self, what: str):
+        self.what = what
+        self._codes: List[np.ndarray] = []
+
+    @property
+    def dropped(self) -> int:
+        return int(sum(len(c) for c in self._codes))
+
+    def __call__(self, boxes: Sequence[PersonBox], image_size: Tuple[int, int]) -> List[PersonBox]:
+        """The usable boxes of an image of ``image_size`` (W, H), in order."""
+        if not boxes:
+            return list(boxes)
+        codes = box_problems(np.array([b.bbox_xywh for b in boxes], dtype=np.float64), image_size)
+        if codes.any():
+            self._codes.append(codes[codes != 0])
+        return [b for b, c in zip(boxes, codes) if c == 0]
+
+    def warn(self) -> None:
+        """Log one warning with the counts, if anything was dropped (then start counting afresh)."""
+        if self.dropped:
+            codes = np.concatenate(self._codes)
+            logger.warning("dropped %d %s that cannot be cropped: %s", len(codes), self.what,
+                           count_box_problems(codes))
+        self._codes = []
+
+
+def pose_frames(source: FrameSource, predictor, detector, *, det_every: int = 1,
+                track: Optional[str] = "iou", smooth: Optional[bool] = None,
+                kpt_thr: float = 0.3) -> Iterator[Tuple[Frame, List[PoseResult]]]:
+    """Yield ``(frame, poses)`` for each frame of an opened source (closed when the generator ends).
+
+    Args:
+        source: an opened :class:`pose.video.sources.FrameSource`.
+        predictor: a :class:`pose.predictor.TopDownPredictor`.
+        detector: a :class:`pose.video.detection.PersonDetector`; called as ``detector(image_rgb, image_id)``.
+        det_every: run the detector every N-th processed frame of a video/stream; in between, boxes
+            come from the previous frame's poses. Image inputs always run the detector.
+        track: tracker metric (``iou``, ``oks``, ``iou+oks``) for video/stream, or ``None``/``"none"``.
+        smooth: One-Euro keypoint smoothing per track; ``None`` = on for live sources, off otherwise.
+        kpt_thr: joints below this score are not used for boxes, smoothing or OKS.
+
+    Image sources get COCO image ids (:func:`coco_image_id`) on their poses, videos the frame index.
+    """
     try:
         is_images = source.kind in IMAGE_KINDS
-        live = source.is_live
-        name = output_stem(source)
-        summary = DemoSummary(source_kind=source.kind)
-        meta = dict(meta or {})
-        meta.setdefault("keypoint_names", list(predictor.spec.keypoint_names))  # the set the model predicts
-        if untrained:
-            logger.warning(UNTRAINED_WARNING)
-            meta.update(untrained_weights=True, warning=UNTRAINED_TEXT)
         tracker = None if (is_images or track in (None, "none")) else PoseTracker(
             metric=track, keypoint_score_threshold=kpt_thr)
-        smooth = live if smooth is None else bool(smooth)
+        smooth = source.is_live if smooth is None else bool(smooth)
         if smooth and tracker is None and not is_images:
             logger.warning("smoothing needs tracking (track ids); it is off because tracking is off")
         smoother = (KeypointSmoother(score_threshold=kpt_thr, freq=(source.fps or 30.0) / source.stride)
                     if smooth and tracker is not None else None)
         det_every = 1 if is_images else max(1, int(det_every))
-
-        records = FrameRecordWriter(out_dir / f"{name}_keypoints.jsonl", meta=meta)
-        summary.files.append(records.path)
-        if write_csv:
-            csv_writer = FrameCsvWriter(out_dir / f"{name}_keypoints.csv", predictor.spec)
-            summary.files.append(csv_writer.path)
     except BaseException:
         source.close()
         raise
-    video = None
-    if write_video and not is_images:
-        video = _VideoOutput(out_dir / f"{name}_pose.mp4", (source.fps or 25.0) / source.stride)
-    window = _Window(f"pose-demo: {source.name}") if show else None
-    bar = None
-    if progress and not live:
-        from tqdm import tqdm
-        bar = tqdm(total=source.total_frames, unit="frame", desc=name, dynamic_ncols=True)
-    all_results, previous = [], []
-    t_start = t_status = time.monotonic()
-    frame_fps: Optional[float] = None
+    box_filter = BoxFilter(f"detector boxes of '{source.name}'")
+    previous: List[PoseResult] = []
     try:
         with source:
             for n, frame in enumerate(source):
-                t0 = time.monotonic()
                 image = frame.image_rgb
+                size = (image.shape[1], image.shape[0])
                 image_id = coco_image_id(frame.source_name, frame.index) if is_images else frame.index
                 if n % det_every == 0 or not previous:
-                    boxes = detector(image, image_id)
+                    boxes = box_filter(detector(image, image_id), size)
                 else:
-                    boxes = boxes_from_keypoints(previous, score_threshold=kpt_thr,
-                                                 image_size=(image.shape[1], image.shape[0]))
-                    boxes = [dataclasses.replace(b, image_id=image_id) for b in boxes]
+                    boxes = boxes_from_keypoints(previous, score_threshold=kpt_thr, image_size=size)
+                    boxes = box_filter([dataclasses.replace(b, image_id=image_id) for b in boxes], size)
                 results = predictor(image, boxes)  # every crop of the frame in one batched call
                 if tracker is not None:
                     results = tracker.update(results)
                 if smoother is not None:
                     results = smoother(results, frame.timestamp_s)
                 previous = results
-                records.write(frame.index, frame.timestamp_s, frame.source_name, results)
-                if csv_writer is not None:
-                    csv_writer.write(frame.index, frame.timestamp_s, frame.source_name, results)
-                summary.frames += 1
-                summary.persons += len(results)
+                yield frame, results
+    finally:
+        box_filter.warn()
+
+
+def write_demo_outputs(items: Iterable[Tuple[Frame, Sequence[PoseResult]]], source: FrameSource, spec, *,
+                       output_dir: Union[str, Path], kpt_thr: float = 0.3, write_video: bool = True,
+                       write_csv: bool = False, show: bool = False, untrained: bool = False,
+                       meta: Optional[dict] = None, progress: bool = True) -> DemoSummary:
+    """Write the demo's files (module docstring) for a stream of ``(frame, poses)`` pairs of ``source``.
+
+    The output folder is created and the files opened when the first pair arrives, so a stream that
+    fails before its first frame leaves nothing behind. Ctrl-C ends the run and keeps the finished
+    frames; ``items`` is closed (if it is a generator) however the loop ends.
+
+    Args:
+        items: ``(frame, poses)`` pairs (:func:`pose_frames`) or objects with ``.frame`` and ``.results``
+            (the :class:`pose.poses.Poses` of :meth:`pose.api.PoseEstimator.stream`).
+        source: the source the frames come from (names, kind, fps, counts of skipped/dropped frames).
+        spec: the :class:`pose.keypoints.KeypointSpec` of the poses (skeleton, CSV columns).
+        kpt_thr: joints below this score are not drawn.
+        write_video, write_csv, show: the optional outputs.
+        untrained: the weights are random: banner on pictures (the records' flag is in ``meta``).
+        meta: stored in every JSON-lines record (see :func:`record_meta`).
+        progress: tqdm bar for files, a status line every ~5 s for live sources (via logging).
+    """
+    is_images, live, name = source.kind in IMAGE_KINDS, source.is_live, output_stem(source)
+    summary = DemoSummary(source_kind=source.kind)
+    records = csv_writer = video = window = bar = None
+    all_results: List[PoseResult] = []
+    t_start = t_status = time.monotonic()
+    frame_fps: Optional[float] = None
+    try:
+        t0 = time.monotonic()
+        for item in items:
+            frame, results = item if isinstance(item, tuple) else (item.frame, item.results)
+            if records is None:  # the first frame decoded: only now create the folder and the files
+                out_dir = ensure_output_dir(output_dir)
+                records = FrameRecordWriter(out_dir / f"{name}_keypoints.jsonl", meta=meta)
+                summary.files.append(records.path)
+                if write_csv:
+                    csv_writer = FrameCsvWriter(out_dir / f"{name}_keypoints.csv", spec)
+                    summary.files.append(csv_writer.path)
+                if write_video and not is_images:
+                    video = _VideoOutput(out_dir / f"{name}_pose.mp4", (source.fps or 25.0) / source.stride)
+                window = _Window(f"pose-demo: {source.name}") if show else None
+                if progress and not live:
+                    from tqdm import tqdm
+                    bar = tqdm(total=source.total_frames, unit="frame", desc=name, dynamic_ncols=True)
+            results = list(results)
+            records.write(frame.index, frame.timestamp_s, frame.source_name, results)
+            if csv_writer is not None:
+                csv_writer.write(frame.index, frame.timestamp_s, frame.source_name, results)
+            summary.frames += 1
+            summary.persons += len(results)
+            if is_images:
+                all_results.extend(results)
+            if video is not None or window is not None or is_images:
+                picture = render(frame.image_rgb, results, spec, kpt_thr=kpt_thr,
+                                 fps=None if is_images else frame_fps, untrained=untrained)
                 if is_images:
-                    all_results.extend(results)
-                if video is not None or window is not None or is_images:
-                    picture = render(image, results, predictor.spec, kpt_thr=kpt_thr,
-                                     fps=None if is_images else frame_fps, untrained=untrained)
-                    if is_images:
-                        stem = Path(frame.source_name).stem
-                        summary.files.append(_write_image(out_dir / f"{stem}_pose.jpg", picture))
-                    if video is not None:
-                        video.write(picture)
-                    if window is not None and not window.show(picture):
-                        logger.info("stopped from the window (q / Esc)")
-                        break
-                dt = max(time.monotonic() - t0, 1e-6)
-                frame_fps = 1.0 / dt if frame_fps is None else 0.9 * frame_fps + 0.1 / dt
-                if bar is not None:
-                    bar.update(1)
-                elif progress and time.monotonic() - t_status >= STATUS_EVERY_S:
-                    t_status = time.monotonic()
-                    logger.info("%s: %d frames, %.1f fps, %d persons in frame %d, %d dropped", name,
-                                summary.frames, frame_fps, len(results), frame.index, source.dropped)
+                    stem = Path(frame.source_name).stem
+                    summary.files.append(write_image(out_dir / f"{stem}_pose.jpg", picture))
+                if video is not None:
+                    video.write(picture)
+                if window is not None and not window.show(picture):
+                    logger.info("stopped from the window (q / Esc)")
+                    break
+            dt = max(time.monotonic() - t0, 1e-6)  # detector + pose + drawing + writing of this frame
+            frame_fps = 1.0 / dt if frame_fps is None else 0.9 * frame_fps + 0.1 / dt
+            if bar is not None:
+                bar.update(1)
+            elif progress and time.monotonic() - t_status >= STATUS_EVERY_S:
+                t_status = time.monotonic()
+                logger.info("%s: %d frames, %.1f fps, %d persons in frame %d, %d dropped", name,
+                            summary.frames, frame_fps, len(results), frame.index, source.dropped)
+            t0 = time.monotonic()
     except KeyboardInterrupt:
         summary.interrupted = True
         logger.warning("interrupted: keeping the %d frames finished so far", summary.frames)
     finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
         if bar is not None:
             bar.close()
-        records.close()
+        if records is not None:
+            records.close()
         if csv_writer is not None:
             csv_writer.close()
         if window is not None:
@@ -277,7 +375,7 @@ def run_demo(source_spec: Union[str, int, FrameSource], predictor, detector, *,
         if video is not None and video.close() is not None:
             summary.files.append(video.path)
         if is_images and summary.frames:
-            coco_path = out_dir / f"{name}_coco_results.json"
+            coco_path = Path(output_dir) / f"{name}_coco_results.json"
             write_coco_results(coco_path, all_results)
             summary.files.append(coco_path)
     summary.fps = summary.frames / max(time.monotonic() - t_start, 1e-6)
@@ -285,10 +383,52 @@ def run_demo(source_spec: Union[str, int, FrameSource], predictor, detector, *,
     return summary
 
 
-def _write_image(path: Path, image_bgr: np.ndarray) -> Path:
-    ok, data = cv2.imencode(path.suffix, image_bgr)
+def run_demo(source_spec: Union[str, int, FrameSource], predictor, detector, *,
+             output_dir: Union[str, Path], stride: int = 1, det_every: int = 1, smooth: Optional[bool] = None,
+             track: Optional[str] = "iou", kpt_thr: float = 0.3, write_video: bool = True,
+             write_csv: bool = False, show: bool = False, untrained: bool = False,
+             meta: Optional[dict] = None, progress: bool = True, open_timeout_s: float = 10.0) -> DemoSummary:
+    """Run detection + pose (+ tracking) over a source and write the outputs (:func:`pose_frames` +
+    :func:`write_demo_outputs`).
+
+    Args:
+        source_spec: anything :func:`pose.video.sources.open_source` takes, or an opened source (then closed here).
+        predictor: a :class:`pose.predictor.TopDownPredictor` (``predictor.spec`` picks the skeleton).
+        detector: a :class:`pose.video.detection.PersonDetector`.
+        output_dir: checked before anything runs, created at the first decoded frame.
+        stride: keep every ``stride``-th frame (ignored when an opened source is passed).
+        det_every, track, smooth, kpt_thr: see :func:`pose_frames`.
+        write_video, write_csv, show, progress: see :func:`write_demo_outputs`.
+        untrained: the weights are random: banner on pictures, flag in the records.
+        meta: stored in every JSON-lines record (model, detector, decoder ...).
+
+    Raises:
+        DataError: unusable source or output folder (one line, raised before any processing).
+    """
+    check_output_folder(output_dir)
+    source = (source_spec if isinstance(source_spec, FrameSource)
+              else open_source(source_spec, stride=stride, open_timeout_s=open_timeout_s))
+    meta = dict(meta or {})
+    if untrained:
+        logger.warning(UNTRAINED_WARNING)
+        meta.update(untrained_weights=True, warning=UNTRAINED_TEXT)
+    frames = pose_frames(source, predictor, detector, det_every=det_every, track=track, smooth=smooth,
+                         kpt_thr=kpt_thr)
+    return write_demo_outputs(frames, source, predictor.spec, output_dir=output_dir, kpt_thr=kpt_thr,
+                              write_video=write_video, write_csv=write_csv, show=show, untrained=untrained,
+                              meta=meta, progress=progress)
+
+
+def write_image(path: Path, image_bgr: np.ndarray) -> Path:
+    """Encode a BGR picture by ``path``'s suffix (.jpg, .png, ...) and write it atomically; returns ``path``."""
+    path = Path(path)
+    try:
+        ok, data = cv2.imencode(path.suffix, image_bgr)
+    except cv2.error:
+        ok = False
     if not ok:
-        raise DataError(f"rendered image '{path}' cannot be encoded")
+        raise DataError(f"rendered image '{path}' cannot be encoded; expected a file name ending in .jpg, "
+                        ".png, .bmp, ...")
     with atomic_write(path, "wb") as f:
         f.write(data.tobytes())
     return path

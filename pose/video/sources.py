@@ -25,12 +25,22 @@ number, so output records line up with the video). Errors a user can cause raise
 frame, a webcam index that does not open, an unreachable stream (bounded by ``open_timeout_s``), a
 folder or glob without images. A corrupt image inside a folder is skipped with a warning and counted
 in ``source.skipped``; a video whose tail is damaged ends at its last decodable frame.
+
+:meth:`FrameSource.peek` decodes the first frame *now* (videos and live sources already did, on
+opening; an image list decodes until one image works) and the iteration yields it again, so a caller
+can refuse an input with no usable frame before it builds a model or creates any output.
+
+Why a little over 400 lines: the six kinds share one reader thread, one queue policy and one error
+style; splitting them would scatter the threading rules across files.
 """
+import contextlib
 import glob as globlib
 import logging
 import math
 import os
 import queue
+import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -110,6 +120,14 @@ class FrameSource:
 
     def _release(self) -> None:
         """Free the underlying device/file (called once, from the thread that read it)."""
+
+    def peek(self) -> Frame:
+        """The first frame, decoded now; the iteration still starts with it.
+
+        Raises:
+            DataError: the source holds no decodable frame (same message the iteration would give).
+        """
+        raise NotImplementedError
 
     def __iter__(self) -> Iterator[Frame]:
         if self._started:
@@ -199,10 +217,11 @@ class ImageListSource(FrameSource):
         self.kind = kind
         self.paths = list(paths)
         self.total_frames = math.ceil(len(self.paths) / self.stride)
+        self._peeked: Optional[Frame] = None
+        self._next_index = 0  # where decoding resumes after a peek
 
-    def _frames(self) -> Iterator[Frame]:
-        decoded = 0
-        for index in range(0, len(self.paths), self.stride):
+    def _decode_from(self, start: int) -> Iterator[Frame]:
+        for index in range(start, len(self.paths), self.stride):
             path = self.paths[index]
             try:
                 image = read_image_rgb(path)
@@ -212,11 +231,72 @@ class ImageListSource(FrameSource):
                 self.skipped += 1
                 logger.warning("skipping %s", e)
                 continue
-            decoded += 1
+            self._next_index = index + self.stride
             yield Frame(index=index, timestamp_s=None, image_rgb=image, source_name=path.name)
+
+    def _none_decoded(self) -> DataError:
+        return DataError(f"{self.kind} '{self.name}': none of its {len(self.paths)} images could be decoded")
+
+    def peek(self) -> Frame:
+        if self._started:
+            raise RuntimeError(f"frame source '{self.name}': peek() must come before the iteration")
+        if self._peeked is None:
+            self._peeked = next(self._decode_from(0), None)
+            if self._peeked is None:
+                raise self._none_decoded()
+        return self._peeked
+
+    def _frames(self) -> Iterator[Frame]:
+        decoded = 0
+        if self._peeked is not None:
+            first, self._peeked = self._peeked, None
+            decoded += 1
+            yield first
+        for frame in self._decode_from(self._next_index):
+            decoded += 1
+            yield frame
         if decoded == 0 and self.paths:
-            raise DataError(f"{self.kind} '{self.name}': none of its {len(self.paths)} images could be "
-                            "decoded")
+            raise self._none_decoded()
+
+
+class BackendLog(Exception):
+    """What FFmpeg/OpenCV printed while a source was probed; the ``__cause__`` of the refusal."""
+
+
+@contextlib.contextmanager
+def capture_backend_log():
+    """Capture what C libraries (FFmpeg, OpenCV) write to file descriptor 2 inside the block.
+
+    Yields a list that holds the captured text (one string) once the block ends. The descriptor is
+    redirected to a temporary file and restored, also when the block raises; Python's own
+    ``sys.stderr`` is flushed first. Where fd 2 cannot be redirected (closed), nothing is captured.
+    Process-wide while it lasts: keep the block to the probe itself.
+    """
+    captured: List[str] = []
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield captured
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            captured.append(tmp.read().decode("utf-8", errors="replace").strip())
+
+
+def _refusal(message: str, backend_log: List[str]) -> DataError:
+    """A DataError whose cause holds the backend's own words (``--debug`` prints the chain)."""
+    error = DataError(message)
+    text = backend_log[0] if backend_log else ""
+    if text:
+        error.__cause__ = BackendLog(f"FFmpeg/OpenCV said: {text}")
+    return error
 
 
 def _fps_of(cap) -> Optional[float]:
@@ -225,27 +305,42 @@ def _fps_of(cap) -> Optional[float]:
 
 
 class VideoFileSource(FrameSource):
-    """A video file decoded with OpenCV (FFmpeg); ends at the first frame that cannot be decoded."""
+    """A video file decoded with OpenCV (FFmpeg); ends at the first frame that cannot be decoded.
+
+    Opening and reading the first frame run inside :func:`capture_backend_log`: what FFmpeg prints on
+    its own (``[mov,mp4,...] moov atom not found``) does not reach the terminal; it becomes the
+    refusal's ``__cause__`` (``--debug`` shows it) or a DEBUG log line when the video opens.
+    """
 
     kind = "video"
 
     def __init__(self, path: Union[str, os.PathLike], **kw):
         super().__init__(str(path), **kw)
         self.path = Path(path)
-        self._cap = cv2.VideoCapture(str(self.path))
-        if not self._cap.isOpened():
+        with capture_backend_log() as backend_log:
+            self._cap = cv2.VideoCapture(str(self.path))
+            opened = self._cap.isOpened()
+            ok, first = self._cap.read() if opened else (False, None)
+        if not opened:
             self._cap.release()
-            raise DataError(f"video '{self.path}' cannot be opened; expected a video file that "
-                            "OpenCV/FFmpeg can decode")
-        ok, first = self._cap.read()
+            raise _refusal(f"video '{self.path}' cannot be opened; expected a video file that "
+                           "OpenCV/FFmpeg can decode", backend_log)
         if not ok or first is None:
             self._cap.release()
-            raise DataError(f"video '{self.path}' has no decodable frame (corrupt or unsupported codec)")
+            raise _refusal(f"video '{self.path}' has no decodable frame (corrupt or unsupported codec)",
+                           backend_log)
+        if backend_log and backend_log[0]:
+            logger.debug("video '%s': FFmpeg/OpenCV said while opening: %s", self.path, backend_log[0])
         self._first = first
         self.fps = _fps_of(self._cap)
         count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.frame_count = count if count > 0 else None
         self.total_frames = math.ceil(count / self.stride) if count > 0 else None
+
+    def peek(self) -> Frame:
+        if self._first is None:
+            raise RuntimeError(f"frame source '{self.name}': peek() must come before the iteration")
+        return Frame(index=0, timestamp_s=0.0, image_rgb=bgr_to_rgb(self._first), source_name=self.name)
 
     def _frames(self) -> Iterator[Frame]:
         cap, index, image_bgr = self._cap, 0, self._first
@@ -294,12 +389,15 @@ def _open_capture_bounded(target, api: int, params: List[int], timeout_s: float,
         result["cap"], result["frame"] = cap, frame
 
     worker = threading.Thread(target=work, name=f"open:{what}", daemon=True)
-    worker.start()
-    worker.join(timeout_s)
+    with capture_backend_log() as backend_log:
+        worker.start()
+        worker.join(timeout_s)
     if worker.is_alive():
-        raise DataError(f"{what} did not open within {timeout_s:g} s (unreachable or not answering)")
+        raise _refusal(f"{what} did not open within {timeout_s:g} s (unreachable or not answering)", backend_log)
     if "error" in result:
-        raise DataError(f"{what} {result['error']}")
+        raise _refusal(f"{what} {result['error']}", backend_log)
+    if backend_log and backend_log[0]:
+        logger.debug("%s: FFmpeg/OpenCV said while opening: %s", what, backend_log[0])
     return result["cap"], result["frame"]
 
 
@@ -325,6 +423,11 @@ class LiveCaptureSource(FrameSource):
         self._cap, self._first = _open_capture_bounded(target, api, params, open_timeout_s + 1.0, what)
         self.fps = _fps_of(self._cap)
         self._t0 = time.monotonic()
+
+    def peek(self) -> Frame:
+        if self._first is None:
+            raise RuntimeError(f"frame source '{self.name}': peek() must come before the iteration")
+        return Frame(index=0, timestamp_s=0.0, image_rgb=bgr_to_rgb(self._first), source_name=self.name)
 
     def _frames(self) -> Iterator[Frame]:
         cap, index, image_bgr = self._cap, 0, self._first

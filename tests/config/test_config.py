@@ -51,7 +51,9 @@ OFFICIAL_DEFAULTS = {
 # DarkPose's addition plus the documented project additions, with their defaults.
 ADDED_DEFAULTS = {
     "TEST.BLUR_KERNEL": 11, "MODEL.ARCH": "", "TEST.DECODER": "", "TEST.BACKEND": "torch",
-    "DATASET.HALF_BODY_DRAW": "fair", "DATASET.TRAIN_ANN_FILE": "", "DATASET.TEST_ANN_FILE": "",
+    "MODEL.HEAD": "", "MODEL.NUM_CLASSES": 1000,
+    "DATASET.HALF_BODY_DRAW": "official", "TRAIN.LR_SCHEDULE_STEP": "official",
+    "DATASET.TRAIN_ANN_FILE": "", "DATASET.TEST_ANN_FILE": "",
     "DATASET.TRAIN_IMAGE_DIR": "", "DATASET.TEST_IMAGE_DIR": "", "DATASET.GT_VALID_FILE": "",
     "DATASET.KEYPOINTS": "", "DATASET.OKS_SIGMA_FALLBACK": 0.0,
     "TRAIN.AMP": False, "TRAIN.AMP_DTYPE": "bf16", "TRAIN.CHANNELS_LAST": False, "TRAIN.SYNC_BN": False,
@@ -481,6 +483,8 @@ def test_stage_keys_are_checked_although_extra_is_open(tmp_path):
     (["TEST.BACKEND", "tensorrt"], "TEST.BACKEND"),
     (["TEST.BLUR_KERNEL", "4"], "TEST.BLUR_KERNEL"),
     (["DATASET.HALF_BODY_DRAW", "randn"], "DATASET.HALF_BODY_DRAW"),
+    (["TRAIN.LR_SCHEDULE_STEP", "before"], "TRAIN.LR_SCHEDULE_STEP"),
+    (["DATASET.SCALE_FACTOR", "1.0"], "DATASET.SCALE_FACTOR"),                # jitter could reach scale 0
     (["TEST.OKS_THRE", "1.5"], "TEST.OKS_THRE"),
     (["TEST.IN_VIS_THRE", "-0.1"], "TEST.IN_VIS_THRE"),
     (["LOSS.USE_OHKM", "True", "LOSS.TOPK", "18"], "LOSS.TOPK"),

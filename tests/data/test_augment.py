@@ -71,6 +71,64 @@ def test_half_body_draw_modes_choose_upper_with_the_stated_probability():
         half_body_window(joints, vis, draw="coin", **kw)
 
 
+# -- what an unchanged official YAML trains with (issue 19) ----------------------------------------------
+def _train_set(config_name):
+    from pose.codec import build_codec
+    from pose.config import load_config
+    from pose.data import build_dataset
+    from tests.conftest import DATA, REPO
+
+    coco = DATA / "coco"   # only the paths change: the recipe keys stay as the file has them
+    cfg = load_config(REPO / "configs" / config_name, ["DATA_DIR", "", "DATASET.TRAIN_ANN_FILE",
+                                                       str(coco / "test_coco.json"), "DATASET.TRAIN_IMAGE_DIR",
+                                                       str(coco)])
+    return cfg, build_dataset(cfg, "train", build_codec(cfg))
+
+
+@pytest.mark.parametrize("config_name,draw,p_upper", [
+    ("coco_hrnet_w32_256x192.yaml", "official", 0.6915),   # Phi(0.5), as np.random.randn() < 0.5
+    ("tiny_hrnet_128x96.yaml", "fair", 0.5)])                # the tiny config's explicit choice
+def test_training_set_of_a_config_draws_the_half_body_it_declares(config_name, draw, p_upper):
+    cfg, dataset = _train_set(config_name)
+    assert cfg.DATASET.HALF_BODY_DRAW == draw and dataset.aug["half_body_draw"] == draw
+    assert dataset.aug["half_body_prob"] == pytest.approx(0.3) and dataset.aug["num_joints_half_body"] == 8
+    joints, vis = _upright_person()
+    halves = []
+    for seed in range(4000):   # the dataset's own augmentation settings, as __getitem__ passes them
+        params = sample_augmentation(np.random.default_rng(seed), np.array([50.0, 150.0]), np.array([1.0, 1.5]),
+                                     joints, vis, image_width=200, input_size=dataset.input_size,
+                                     upper_ids=COCO_UPPER, lower_ids=COCO_LOWER, **dataset.aug)
+        if params.half_body:
+            halves.append(params.center[1] < 120)     # upper-body window centre (y 50..100)
+    assert 0.25 < len(halves) / 4000 < 0.35
+    assert np.mean(halves) == pytest.approx(p_upper, abs=0.04)
+
+
+def test_official_yaml_half_body_windows_follow_the_official_normal_draw(golden):
+    """Golden windows (official ``half_body_transform`` at draws 0.0 and 1.0) through the official YAML's
+    draw: each seeded window equals the golden row that the seed's standard-normal value selects."""
+    tf = golden("golden_transforms_seed0.npz")
+    cfg, dataset = _train_set("coco_hrnet_w32_256x192.yaml")
+    aspect = dataset.input_size[0] / dataset.input_size[1]
+    upper_picks = []
+    for case in range(len(tf["hb_draw"]) // 2):
+        rows = {float(tf["hb_draw"][r]): r for r in (2 * case, 2 * case + 1)}
+        if np.isnan(tf["hb_center"][rows[0.0]]).any() or np.allclose(tf["hb_center"][rows[0.0]],
+                                                                      tf["hb_center"][rows[1.0]]):
+            continue   # no window, or both halves give the same one: the draw cannot show
+        for seed in range(100):
+            z = np.random.default_rng(seed).standard_normal()
+            out = half_body_window(tf["tgt_joints"][case], tf["tgt_vis"][case], upper_ids=COCO_UPPER,
+                                   lower_ids=COCO_LOWER, aspect_ratio=aspect,
+                                   num_joints_half_body=dataset.aug["num_joints_half_body"],
+                                   draw=dataset.aug["half_body_draw"], rng=np.random.default_rng(seed))
+            row = rows[0.0] if z < 0.5 else rows[1.0]
+            np.testing.assert_allclose(out[0], tf["hb_center"][row], atol=1e-5, rtol=0)
+            np.testing.assert_allclose(out[1], tf["hb_scale"][row], atol=1e-5, rtol=0)
+            upper_picks.append(z < 0.5)
+    assert len(upper_picks) >= 200 and np.mean(upper_picks) == pytest.approx(0.69, abs=0.07)
+
+
 def test_random_scale_rotation_ranges():
     rng = np.random.default_rng(1)
     draws = np.array([random_scale_rotation(rng, 0.35, 45.0) for _ in range(4000)])
@@ -134,3 +192,14 @@ def test_apply_augmentation_flips_only_when_asked():
     out_image, out_joints, out_vis = apply_augmentation(image, joints, vis, params, COCO_17.flip_pairs)
     assert (out_image[:, -1] == 255).all()
     assert out_joints[1, 0] == pytest.approx(6 - 1 - joints[2, 0])       # left eye <- mirrored right eye
+
+
+def test_half_body_of_joints_on_one_point_gives_no_window():
+    """Issue 16 sibling: chosen joints that coincide would make a zero-size window (a flat training crop)."""
+    joints, vis = _upright_person()
+    kw = dict(upper_ids=COCO_UPPER, lower_ids=COCO_LOWER, aspect_ratio=0.75)
+    joints[:11] = [40.0, 30.0]
+    assert half_body_window(joints, vis, draw_value=0.0, **kw) is None
+    joints[:11, 1] += np.arange(11)  # a vertical line still spans a window (w from h by the aspect)
+    center, scale = half_body_window(joints, vis, draw_value=0.0, **kw)
+    assert (scale > 0).all()

@@ -379,3 +379,101 @@ def test_gt_filtering_rules(tmp_path, data_dir, caplog):
     # x1 = max(0, -5) = 0, x2 = min(639, 0 + 29); y2 = min(424, 400 + 39): clipped to the image
     np.testing.assert_allclose(samples[1].bbox_xywh, [0, 400, 29, 24])
     assert "image ids not in the 'images' list (first: 99)" in caplog.text
+
+
+# ------------------------------------------------------------------------------------------------
+# Degenerate boxes (issue 16): the box decides, skips are counted once per file, nothing degenerate
+# reaches the dataset
+# ------------------------------------------------------------------------------------------------
+def _skip_warnings(caplog):
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipped ")]
+
+
+def test_gt_degenerate_boxes_are_skipped_with_one_counted_warning(tmp_path, data_dir, caplog):
+    base = _coco_json()["annotations"][0]
+    anns = [{**base, "id": 1},
+            {**base, "id": 2, "bbox": [10, 10, -5, -5]},           # negative size, positive area
+            {**base, "id": 3, "bbox": [10, 10, 0, 0]},             # zero size, positive area
+            {**base, "id": 4, "bbox": [10, 10, 0.5, 0.5]},         # cleans to 0x0: a point window
+            {**base, "id": 5, "bbox": [1e6, 1e6, 10, 10]},         # outside the image
+            {**base, "id": 6, "area": 0.0},                        # the official area rule
+            {**base, "id": 7, "bbox": [10, 10, 0.5, 40]}]          # 0 wide once cleaned: the window comes from h
+    path = _write(tmp_path, _coco_json(annotations=anns))
+    with caplog.at_level(logging.WARNING):
+        samples = load_coco_gt_samples(path, data_dir / "coco", input_size=INPUT)
+    assert [s.ann_id for s in samples] == [1, 7]
+    assert _skip_warnings(caplog) == [f"skipped 5 annotations of '{path}': 3 zero-size boxes, "
+                                      "1 box outside the image, 1 annotation with area <= 0"]
+    assert all((s.scale > 0).all() for s in samples)
+
+
+def test_gt_file_whose_every_box_is_unusable_is_an_error(tmp_path, data_dir, caplog):
+    base = _coco_json()["annotations"][0]
+    path = _write(tmp_path, _coco_json(annotations=[{**base, "id": 1, "bbox": [10, 10, 0, 0]},
+                                                     {**base, "id": 2, "bbox": [1e6, 1e6, 10, 10]}]))
+    with caplog.at_level(logging.WARNING), pytest.raises(DataError) as err:
+        load_coco_gt_samples(path, data_dir / "coco", input_size=INPUT)
+    assert str(err.value) == (f"annotation file '{path}': no usable person annotation; 2 of 2 skipped (1 zero-size "
+                              "box, 1 box outside the image); expected boxes with w, h > 0 inside their image and "
+                              "area > 0")
+    assert not _skip_warnings(caplog)  # the error says it all: one line
+
+
+def test_gt_area_must_be_a_number(tmp_path, data_dir):
+    path = _write(tmp_path, _coco_json(annotations=[{**_coco_json()["annotations"][0], "area": "big"}]))
+    with pytest.raises(DataError, match=r"ann\.json': annotation id 10 has area 'big'; expected a finite number"):
+        load_coco_gt_samples(path, data_dir / "coco", input_size=INPUT)
+
+
+def test_det_degenerate_boxes_are_skipped_with_one_counted_warning(tmp_path, data_dir, caplog):
+    ann = _write(tmp_path, _coco_json())
+    det = [{"image_id": 1, "category_id": 1, "bbox": box, "score": 0.9}
+           for box in ([10, 10, 50, 80], [10, 10, 0, 0], [10, 10, -3, 5], [5000, 10, 50, 80],
+                       [-1e30, -1e30, 2e30, 2e30], [-40, -40, 50, 80])]
+    det_path = _write(tmp_path, det, "det.json")
+    with caplog.at_level(logging.WARNING):
+        samples = load_coco_det_samples(det_path, ann, data_dir / "coco", input_size=INPUT)
+    assert [s.det_index for s in samples] == [0, 5]  # partly outside the image: kept, as given
+    assert _skip_warnings(caplog) == [f"skipped 4 detections of '{det_path}': 2 zero-size boxes, "
+                                      "1 box outside the image, 1 box too large"]
+    # an image without a size: only the box itself can decide
+    no_size = _write(tmp_path, _coco_json(images=[{"id": 1, "file_name": "000000000785.jpg"}]), "no_size.json")
+    samples = load_coco_det_samples(det_path, no_size, data_dir / "coco", input_size=INPUT)
+    assert [s.det_index for s in samples] == [0, 3, 5]
+
+
+def test_det_file_whose_every_box_is_unusable_is_an_error(tmp_path, data_dir, caplog):
+    ann = _write(tmp_path, _coco_json())
+    det = _write(tmp_path, [{"image_id": 1, "category_id": 1, "bbox": [3, 3, 0, 9], "score": 0.9}] * 3, "det.json")
+    with caplog.at_level(logging.WARNING), pytest.raises(DataError, match=r"det\.json': all 3 person boxes on "
+                                                         r"images of .* are unusable \(3 zero-size boxes\)"):
+        load_coco_det_samples(det, ann, data_dir / "coco", input_size=INPUT)
+    assert not _skip_warnings(caplog)
+
+
+def test_mpii_zero_scale_window_is_skipped_with_a_counted_warning(tmp_path, data_dir, caplog):
+    entries = json.loads((data_dir / "mpii" / "test_mpii.json").read_text())
+    entries[1]["scale"] = 0.0
+    entries[3]["scale"] = -2.0
+    path = _write(tmp_path, entries, "mpii.json")
+    with caplog.at_level(logging.WARNING):
+        samples = load_mpii_samples(path, data_dir / "mpii")
+    assert len(samples) == len(entries) - 2
+    assert _skip_warnings(caplog) == [f"skipped 2 annotations of '{path}': 2 zero-size boxes"]
+
+
+@pytest.mark.parametrize("center, scale, problem", [
+    ((50.0, 50.0), (0.0, 0.0), "1 zero-size box"),
+    ((np.nan, 50.0), (1.0, 1.0), "1 non-finite box"),
+    ((50.0, 50.0), (1e300, 1e300), "1 box too large"),
+])
+def test_dataset_refuses_a_sample_whose_window_cannot_be_cropped(coco_samples, codec, center, scale, problem):
+    """Readers skip and count; a sample built by hand with a point window is refused, never trained on."""
+    import dataclasses
+
+    bad = dataclasses.replace(coco_samples[0], center=np.array(center), scale=np.array(scale))
+    for train in (True, False):
+        with pytest.raises(DataError, match=rf"1 of 3 person samples have unusable crop windows \({problem}; "
+                                            r"first: image '.*000000000785\.jpg'"):
+            TopDownDataset([coco_samples[1], bad, coco_samples[2]], input_size=INPUT, spec=COCO_17,
+                           codec=codec, train=train)

@@ -56,14 +56,14 @@ def _error_line(capsys):
 
 def test_coco_eval_with_generated_checkpoint_and_three_decoders(coco_ckpt, tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(["--cfg", str(TINY_CFG), "--weights", str(coco_ckpt), "--gt-boxes", "--decoders", "quarter,dark,udp",
+    code = main(["--cfg", str(TINY_CFG), "--weights", str(coco_ckpt), "--gt-boxes", "--decoders", "none,quarter,dark",
                  "--output-dir", str(out), "--quiet"] + COCO_OPTS)
     printed = capsys.readouterr().out
     assert code == 0
     assert "GROUND-TRUTH boxes" in printed
-    assert all(f"decoder={d}" in printed for d in ("quarter", "dark", "udp"))
+    assert all(f"decoder={d}" in printed for d in ("none", "quarter", "dark"))
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["metrics"]) == {"quarter", "dark", "udp"}
+    assert set(metrics["metrics"]) == {"none", "quarter", "dark"}
     for name, m in metrics["metrics"].items():
         assert 0.0 <= m["AP"] <= 1.0
         results = json.loads((out / f"keypoints_val2017_results_{name}.json").read_text())

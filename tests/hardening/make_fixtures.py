@@ -129,6 +129,15 @@ def _make_annotations(fx: Path) -> None:
         d["annotations"][0].update(area=0.0)
         d["annotations"][1].update(bbox=[5000.0, 5000.0, 50.0, 80.0])
     variant("ann_zero_area_outside.json", zero_area_outside)
+    # Issue 16: degenerate boxes with a positive area (the box decides), a box far outside its image.
+    def zero_size(d):
+        d["annotations"][0].update(bbox=[10.0, 10.0, -5.0, -5.0])
+        d["annotations"][1].update(bbox=[10.0, 10.0, 0.0, 0.0])
+    variant("ann_zero_size_boxes.json", zero_size)
+    variant("ann_outside_box.json", lambda d: d["annotations"][2].update(bbox=[1e6, 1e6, 10.0, 10.0]))
+    variant("ann_all_zero_size.json", lambda d: [a.update(bbox=[10.0, 10.0, 0.0, 0.0]) for a in d["annotations"]])
+    variant("ann_area_string.json", lambda d: d["annotations"][4].update(area="large"))
+    variant("ann_unlabelled.json", lambda d: [a.update(keypoints=[0] * 51) for a in d["annotations"]])
     variant("ann_bbox_nan.json", lambda d: d["annotations"][2].update(bbox=[1.0, float("nan"), 3.0, 4.0]))
     variant("ann_bbox_short.json", lambda d: d["annotations"][2].update(bbox=[1.0, 2.0]))
     variant("ann_dup_image_id.json", lambda d: d["images"].append(dict(d["images"][0])))
@@ -147,6 +156,12 @@ def _make_detections(fx: Path) -> None:
     _write_json(fx / "det_dict.json", {"detections": dets})
     _write_json(fx / "det_bad_entry.json", dets[:3] + [{"image_id": 785, "category_id": 1}])
     (fx / "det_not_json.json").write_text("[{")
+    # Issue 16: a zero-size box, one outside its image, one too large to crop; then a file of only such boxes.
+    degenerate = [dict(d) for d in dets]
+    for i, box in enumerate(([10.0, 10.0, 0.0, 0.0], [1e6, 1e6, 10.0, 10.0], [-1e30, -1e30, 2e30, 2e30])):
+        degenerate[i]["bbox"] = box
+    _write_json(fx / "det_degenerate_mixed.json", degenerate)
+    _write_json(fx / "det_all_degenerate.json", [dict(d, bbox=[10.0, 10.0, -1.0, 0.0]) for d in dets])
 
 
 def _make_configs(fx: Path) -> None:
@@ -166,6 +181,17 @@ def _make_configs(fx: Path) -> None:
                      "TEST_ANN_FILE: 'tests/data/coco/does_not_exist.json'"))
 
 
+def _make_demo_inputs(fx: Path, rng: np.random.Generator) -> None:
+    """pose-demo refusals (a folder where no image decodes) and degenerate detector boxes."""
+    folder = fx / "corrupt_images"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes((COCO / "000000000785.jpg").read_bytes()[:200])
+    (folder / "b.png").write_bytes(rng.integers(0, 256, 500, dtype=np.uint8).tobytes())
+    boxes = ([10, 10, 0, 0], [10, 10, -5, -5], [1e6, 1e6, 10, 10], [200, 40, 150, 360])
+    _write_json(fx / "det_degenerate.json", [{"image_id": 785, "category_id": 1, "bbox": b, "score": 0.9}
+                                             for b in boxes])
+
+
 def make_fixtures(fx) -> dict:
     """Write all catalogue inputs into ``fx`` (created); return the placeholder mapping."""
     fx = Path(fx)
@@ -177,6 +203,7 @@ def make_fixtures(fx) -> dict:
     _make_annotations(fx)
     _make_detections(fx)
     _make_configs(fx)
+    _make_demo_inputs(fx, rng)
     (fx / "a_file").write_text("a file, not a folder\n")
     return placeholders(fx)
 

@@ -130,6 +130,7 @@ def error_lines(stderr: str, prog: str) -> List[str]:
 def problems(outcome: Outcome, values: Dict[str, str]) -> List[str]:
     """Everything wrong with an outcome (empty list: the case passed)."""
     case, found = outcome.case, []
+    values = dict(values, out=str(outcome.out_dir))  # ``absent: ["{out}"]``: nothing written at all
     if outcome.returncode is None:
         return [f"timed out after {case.timeout} s"]
     if outcome.returncode != case.exit:

@@ -320,3 +320,80 @@ def test_help_exits_zero(capsys):
         main(["--help"])
     assert exc.value.code == 0
     assert "--random-weights" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------------
+# A refused input: checked before the model is built, nothing new in the output folder
+# ------------------------------------------------------------------------------------------------
+def _bad_inputs(folder: Path) -> dict:
+    jpg = (COCO_DIR / "000000000785.jpg").read_bytes()
+    video = CLIP.read_bytes()
+    (folder / "corrupt_images").mkdir()
+    (folder / "corrupt_images" / "a.jpg").write_bytes(jpg[:200])
+    (folder / "corrupt_images" / "b.png").write_bytes(b"")
+    files = {"empty.jpg": b"", "text.jpg": b"not an image\n", "header_only.jpg": jpg[:200],
+             "truncated.mp4": video[: len(video) // 2], "text.mp4": b"not a video\n", "empty.mp4": b""}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return {name: folder / name for name in [*files, "corrupt_images"]}
+
+
+@pytest.mark.parametrize("name", ["empty.jpg", "text.jpg", "header_only.jpg", "truncated.mp4", "text.mp4",
+                                  "empty.mp4", "corrupt_images"])
+def test_refused_input_leaves_nothing_and_builds_no_model(name, tiny_weights, tmp_path, capsys, monkeypatch):
+    import pose.api
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the pose model was built before the input was checked")
+
+    monkeypatch.setattr(pose.api, "load_predictor", no_model)
+    bad = _bad_inputs(tmp_path)[name]
+    out = tmp_path / "out"
+    assert main([str(bad), "--weights", str(tiny_weights), "--no-flip",
+                 "--output-dir", str(out), "--csv", "--quiet"]) == 1
+    assert name in _one_error_line(capsys)
+    assert not out.exists()
+    out.mkdir()
+    (out / "earlier.txt").write_text("kept")
+    assert main([str(bad), "--weights", str(tiny_weights), "--output-dir", str(out), "--quiet"]) == 1
+    assert name in _one_error_line(capsys)
+    assert [p.name for p in out.iterdir()] == ["earlier.txt"]
+
+
+def test_untrained_warning_comes_only_after_the_input_is_accepted(tmp_path, capsys):
+    (tmp_path / "text.jpg").write_text("not an image\n")
+    assert main([str(tmp_path / "text.jpg"), "--random-weights", "--output-dir", str(tmp_path / "out"),
+                 "--quiet"]) == 1
+    assert "UNTRAINED" not in capsys.readouterr().err
+
+
+def test_degenerate_detector_boxes_are_dropped_with_one_counted_warning(tiny_weights, tmp_path, caplog):
+    dets = [{"image_id": 785, "category_id": 1, "bbox": box, "score": 0.9}
+            for box in ([10, 10, 0, 0], [10, 10, -5, -5], [1e6, 1e6, 10, 10], [200, 40, 150, 360])]
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    out = tmp_path / "out"
+    assert main([str(COCO_DIR / "000000000785.jpg"), "--weights", str(tiny_weights), "--no-flip",
+                 "--detector", f"json:{tmp_path / 'dets.json'}", "--det-score", "0", "--output-dir", str(out),
+                 "--quiet"]) == 0
+    err = [r.getMessage() for r in caplog.records if "cannot be cropped" in r.getMessage()]
+    assert len(err) == 1 and "dropped 3 detector boxes of" in err[0]
+    assert err[0].endswith("2 zero-size boxes, 1 box outside the image")
+    (record,) = read_frame_records(out / "000000000785_keypoints.jsonl")
+    assert [p["bbox_xywh"] for p in record["persons"]] == [[200, 40, 150, 360]]
+
+
+def test_write_demo_outputs_creates_nothing_before_the_first_frame(tmp_path):
+    from pose.errors import DataError
+    from pose.video.pipeline import write_demo_outputs
+    from pose.video.sources import open_source
+
+    def failing_stream():
+        raise DataError("no frame")
+        yield  # a generator that fails before its first item
+
+    source = open_source(COCO_DIR)
+    out = tmp_path / "new" / "out"
+    with pytest.raises(DataError, match="no frame"):
+        write_demo_outputs(failing_stream(), source, COCO_17, output_dir=out, write_csv=True, progress=False)
+    source.close()
+    assert not (tmp_path / "new").exists()

@@ -196,3 +196,87 @@ def test_bad_stride():
     from pose.errors import ConfigError
     with pytest.raises(ConfigError, match="stride"):
         FrameSource("x", stride=0)
+
+
+# ------------------------------------------------------------------------------------------------
+# peek(): the first frame decoded up front, and yielded again
+# ------------------------------------------------------------------------------------------------
+def test_peek_on_a_folder_skips_corrupt_images_and_keeps_the_iteration_whole(data_dir, tmp_path):
+    good = _coco_images(data_dir)
+    (tmp_path / "000000000000.jpg").write_bytes(b"")
+    for p in good[:2]:
+        shutil.copy(p, tmp_path / p.name)
+    src = open_source(tmp_path)
+    first = src.peek()
+    assert first.source_name == good[0].name and src.skipped == 1
+    assert src.peek() is first  # decoded once
+    frames = list(src)
+    assert [f.source_name for f in frames] == [p.name for p in good[:2]]
+    assert frames[0] is first and src.skipped == 1
+
+
+def test_peek_refuses_a_folder_where_nothing_decodes(tmp_path):
+    for name in ("a.jpg", "b.png"):
+        (tmp_path / name).write_bytes(b"\x00garbage")
+    src = open_source(tmp_path)
+    with pytest.raises(DataError, match="none of its 2 images could be decoded"):
+        src.peek()
+
+
+def test_peek_on_a_video_is_its_first_frame(data_dir):
+    with open_source(data_dir / VIDEO, stride=10) as src:
+        first = src.peek()
+        frames = list(src)
+    assert first.index == 0 and first.timestamp_s == 0.0
+    np.testing.assert_array_equal(first.image_rgb, frames[0].image_rgb)
+    assert [f.index for f in frames][:2] == [0, 10]
+    with pytest.raises(RuntimeError, match="before the iteration"):
+        src.peek()
+
+
+# ------------------------------------------------------------------------------------------------
+# FFmpeg's own log while probing (issue 16, item 5): silent, kept as the refusal's cause for --debug
+# ------------------------------------------------------------------------------------------------
+def test_capture_backend_log_takes_c_level_writes_to_fd_2(capfd):
+    import os
+
+    from pose.video.sources import capture_backend_log
+
+    with capture_backend_log() as log:
+        os.write(2, b"[mov,mp4 @ 0x1] moov atom not found\n")
+    os.write(2, b"after\n")
+    assert log == ["[mov,mp4 @ 0x1] moov atom not found"]
+    assert capfd.readouterr().err == "after\n"  # restored: later writes reach stderr again
+    with pytest.raises(KeyError), capture_backend_log() as log:
+        os.write(2, b"x\n")
+        raise KeyError("restored also on errors")
+    os.write(2, b"after error\n")
+    assert log == ["x"] and capfd.readouterr().err == "after error\n"
+
+
+@pytest.mark.parametrize("bad", ["truncated", "text"])
+def test_refused_video_prints_one_line_and_ffmpeg_only_with_debug(data_dir, tmp_path, bad):
+    """A subprocess, because FFmpeg writes to fd 2 from C (capsys/capfd of this process would not prove the
+    terminal sees one line)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    path = tmp_path / f"{bad}.mp4"
+    video = (data_dir / VIDEO).read_bytes()
+    path.write_bytes(video[: len(video) // 2] if bad == "truncated" else b"not a video\n")
+    code = ("import sys; from pose.cli.common import run_cli; import argparse\n"
+            "from pose.video.sources import open_source\n"
+            "p = argparse.ArgumentParser(prog='probe'); p.add_argument('path'); p.add_argument('--debug', "
+            "action='store_true')\n"
+            "sys.exit(run_cli('probe', lambda a: open_source(a.path) and 0, p))\n")
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    quiet = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env)
+    assert quiet.returncode == 1
+    assert quiet.stderr.splitlines() == [f"probe: error: video '{path}' cannot be opened; expected a video file "
+                                         "that OpenCV/FFmpeg can decode"]
+    debug = subprocess.run([sys.executable, "-c", code, str(path), "--debug"], capture_output=True, text=True,
+                           env=env)
+    assert debug.returncode == 1 and "moov atom not found" in debug.stderr
+    assert "BackendLog: FFmpeg/OpenCV said:" in debug.stderr
