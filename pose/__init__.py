@@ -10,7 +10,8 @@ CI checks with import-linter, ``docs/design.md`` says why):
                   records (JSON lines, CSV, COCO results), pipeline (the demo loop)
     training      the training loop (DDP, AMP, auto-resume) as named steps
     evaluation/   oks (one OKS for NMS, COCOeval and tracking), coco (rescoring, OKS-NMS,
-                  pycocotools), mpii (PCKh), runner (predict a dataset once, score many decoders)
+                  pycocotools), coco_protocols (CrowdPose E/M/H, COCO-WholeBody's six APs), mpii (PCKh),
+                  landmarks (NME for faces, PCK/AUC/EPE for hands), runner (predict once, score many decoders)
     data/         layout (dataset folders), coco / mpii (readers), topdown (the dataset), augment
     losses        joints MSE, OHKM, training accuracy
     distributed   torchrun ranks and devices; gathering per-sample results across ranks
@@ -26,7 +27,8 @@ CI checks with import-linter, ``docs/design.md`` says why):
     models/       HRNet (official state-dict names), presets, build_model, complexity counting
     codec         HeatmapCodec: Gaussian targets, decoding (none/quarter/dark/udp), flip test
     geometry      boxes (IoU, NMS), centre/scale windows, affine matrices, warp_crop, joint flips
-    keypoints     KeypointSpec: names, flip pairs, skeleton, OKS sigmas (COCO_17, MPII_16)
+    keypoints     KeypointSpec, read from the declarations in configs/keypoints/*.yaml (COCO_17, MPII_16,
+                  CrowdPose, COCO-WholeBody, AP-10K, faces, hands, a user's own) and checked
     structures    PersonBox, PoseResult: frozen records crossing module boundaries
     fileio        atomic writes (normal permissions), checked JSON reading, output folders
     imageio       reading images / arrays / PIL images as RGB (the model input contract starts here)
@@ -52,6 +54,8 @@ _API = {
     "get_default_config": "pose.config",
     "COCO_17": "pose.keypoints",
     "MPII_16": "pose.keypoints",
+    "KeypointSpec": "pose.keypoints",
+    "load_keypoint_set": "pose.keypoints",
     "PersonBox": "pose.structures",
     "PoseResult": "pose.structures",
     "PoseError": "pose.errors",

@@ -25,6 +25,7 @@ within :data:`pose.fidelity.MEAN_DISPLACEMENT_BOUND_PX` (unless forced). The bou
 Symbols: N crops, K keypoints, (H, W) model input, (h, w) heatmap.
 """
 import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -362,7 +363,8 @@ def export_model(model: nn.Module, codec, spec, output_dir: PathLike, *, stem: s
     for fmt in formats:
         if fmt == "onnx":
             path = export_onnx(model, out / f"{stem}.onnx", input_size, opset=opset,
-                               metadata={"keypoints": ",".join(spec.keypoint_names)})
+                               metadata={"keypoints": ",".join(spec.keypoint_names),
+                                         "keypoint_spec": json.dumps(spec.to_dict())})
         else:
             path = export_torchscript(model, out / f"{stem}.torchscript.pt", input_size)
         check = None
@@ -379,7 +381,7 @@ def export_model(model: nn.Module, codec, spec, output_dir: PathLike, *, stem: s
         "input": f"{INPUT_NAME}: float32 (B,3,H,W) RGB in [0,255]; normalisation is inside the model",
         "output": f"{OUTPUT_NAME}: float32 (B,K,H/4,W/4)",
         "codec": codec.to_dict(), "keypoint_names": list(spec.keypoint_names),
-        "flip_pairs": [list(p) for p in spec.flip_pairs], "exports": results,
+        "flip_pairs": [list(p) for p in spec.flip_pairs], "keypoint_spec": spec.to_dict(), "exports": results,
     }
     write_json(out / f"{stem}.export.json", sidecar, indent=2)
     bad = [r["verify"] for r in results.values() if r["verify"] is not None and not r["verify"]["ok"]]

@@ -1,14 +1,55 @@
-"""Keypoint metadata: the only place where names, flip pairs, skeletons and OKS sigmas are written.
+"""Keypoint metadata: :class:`KeypointSpec`, read from the declarations in ``configs/keypoints/*.yaml``.
 
-A :class:`KeypointSpec` travels with a model's checkpoint (``to_dict`` / ``from_dict``) so a
-predictor is always rebuilt with the joints it was trained on. Indices are 0-based.
+A keypoint set is declared once, as data, in a small YAML file (the shipped ones are in
+``configs/keypoints/``; a user's own may live anywhere)::
+
+    name: mine                      # a short name; also what DATASET.DATASET may say
+    protocol: coco                  # how it is scored: coco | crowdpose | coco_wholebody | mpii | nme | pck
+    keypoints: [wrist, thumb_tip, index_tip]          # K names, in channel order (unique)
+    flip_pairs: [[left_eye, right_eye]]               # by name; a horizontal flip swaps them
+    skeleton: [[wrist, thumb_tip]]                    # by name; drawing only
+    sigmas: [0.025, 0.025, 0.025]   # K OKS sigmas (COCO convention, already /10), or TODO
+    joint_weights: [1, 1, 1]        # optional K loss weights (LOSS.USE_DIFFERENT_JOINTS_WEIGHT)
+    upper_body: [...]               # optional names for the half-body crop
+    lower_body: [...]
+    oks_area: area                  # OKS scale: 'area' (the file's, default) or 'bbox' (0.53 * w * h)
+    nme_pair: [a, b]                # face sets: the inter-ocular normaliser (protocol nme)
+    parts: {body: [0, 17], ...}     # optional named [start, end) slices (COCO-WholeBody)
+    annotation_fields: [keypoints, foot_kpts]   # optional: the annotation keys concatenated into K points
+
+Every problem is a one-line :class:`~pose.errors.ConfigError` naming the file and the key. The
+COCO and MPII facts used everywhere (:data:`COCO_17`, :data:`MPII_16`) are loaded from the same files
+(lazily, on first use). A :class:`KeypointSpec` travels with a model's checkpoint (``to_dict`` /
+``from_dict``) so a predictor is always rebuilt with the joints it was trained on. Indices are 0-based.
+
+The shipped files are found beside the package (``<repo>/configs/keypoints``), which is where an
+editable install (``pip install -e .``) and a checkout keep them.
 """
+import functools
+import math
+import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Sequence, Tuple
 
 import numpy as np
 
 from pose.errors import ConfigError
+
+#: Folder of the shipped declarations.
+KEYPOINT_SETS_DIR = Path(__file__).resolve().parent.parent / "configs" / "keypoints"
+#: Scoring protocols a declaration may name (implemented in :mod:`pose.evaluation`).
+PROTOCOLS = ("coco", "crowdpose", "coco_wholebody", "mpii", "nme", "pck")
+#: Protocols that need OKS sigmas.
+OKS_PROTOCOLS = ("coco", "crowdpose", "coco_wholebody")
+#: OKS scale choices: the file's ``area``, or ``0.53 * w * h`` of the GT box (xtcocotools ``use_area=False``).
+OKS_AREAS = ("area", "bbox")
+#: ``DATASET.DATASET`` value for a COCO-format file whose keypoints ``DATASET.KEYPOINTS`` declares.
+COCO_FORMAT = "coco_format"
+#: The value of ``sigmas`` in a declaration whose sigmas are not known yet (``pose-keypoints init``).
+TODO = "TODO"
+_KEYS = ("name", "protocol", "keypoints", "flip_pairs", "skeleton", "sigmas", "joint_weights", "upper_body",
+         "lower_body", "oks_area", "nme_pair", "parts", "annotation_fields")
 
 
 def flip_permutation(num_keypoints: int, flip_pairs: Sequence[Sequence[int]]) -> np.ndarray:
@@ -24,7 +65,7 @@ class KeypointSpec:
     """Facts about one keypoint layout.
 
     Attributes:
-        name: dataset family, e.g. ``"coco"`` or ``"mpii"``.
+        name: the set's name, e.g. ``"coco"``, ``"crowdpose"`` or a user's own.
         keypoint_names: K names in channel order.
         flip_pairs: (left, right) index pairs swapped by a horizontal flip.
         skeleton: index pairs drawn as limbs.
@@ -32,6 +73,12 @@ class KeypointSpec:
         joint_weights: K loss weights used when ``LOSS.USE_DIFFERENT_JOINTS_WEIGHT`` is on.
         upper_body_ids: joints forming the upper half for half-body augmentation.
         lower_body_ids: joints forming the lower half.
+        protocol: the scoring protocol (one of :data:`PROTOCOLS`).
+        oks_area: OKS scale source (one of :data:`OKS_AREAS`).
+        nme_pair: the two indices whose GT distance normalises NME (face sets); empty otherwise.
+        parts: ``(name, start, end)`` slices scored separately (COCO-WholeBody); empty otherwise.
+        annotation_fields: annotation keys whose ``3 * k`` values are concatenated into the K points.
+        sigmas_todo: the declaration says ``sigmas: TODO`` (OKS evaluation refuses it without a fallback).
     """
 
     name: str
@@ -42,20 +89,40 @@ class KeypointSpec:
     joint_weights: Tuple[float, ...] = ()
     upper_body_ids: Tuple[int, ...] = ()
     lower_body_ids: Tuple[int, ...] = field(default=())
+    protocol: str = "coco"
+    oks_area: str = "area"
+    nme_pair: Tuple[int, ...] = ()
+    parts: Tuple[Tuple[str, int, int], ...] = ()
+    annotation_fields: Tuple[str, ...] = ("keypoints",)
+    sigmas_todo: bool = False
 
     def __post_init__(self):
         k = len(self.keypoint_names)
+        where = f"keypoint spec '{self.name}'"
+        if k == 0:
+            raise ConfigError(f"{where}: no keypoints; expected at least one name")
+        seen = set()
         for a, b in self.flip_pairs:
             if not (0 <= a < k and 0 <= b < k) or a == b:
-                raise ConfigError(f"keypoint spec '{self.name}': flip pair ({a}, {b}) out of range for {k} keypoints")
+                raise ConfigError(f"{where}: flip pair ({a}, {b}) out of range for {k} keypoints")
+            if a in seen or b in seen:
+                raise ConfigError(f"{where}: flip pair ({a}, {b}) reuses a keypoint of another pair; "
+                                  "expected each keypoint in at most one pair")
+            seen.update((a, b))
         for a, b in self.skeleton:
             if not (0 <= a < k and 0 <= b < k):
-                raise ConfigError(f"keypoint spec '{self.name}': skeleton edge ({a}, {b}) out of range for "
-                                  f"{k} keypoints")
+                raise ConfigError(f"{where}: skeleton edge ({a}, {b}) out of range for {k} keypoints")
         for attr in ("oks_sigmas", "joint_weights"):
             n = len(getattr(self, attr))
             if n not in (0, k):
-                raise ConfigError(f"keypoint spec '{self.name}': {attr} has {n} values, expected {k}")
+                raise ConfigError(f"{where}: {attr} has {n} values, expected {k}")
+        for attr in ("upper_body_ids", "lower_body_ids", "nme_pair"):
+            if any(not 0 <= i < k for i in getattr(self, attr)):
+                raise ConfigError(f"{where}: {attr} {list(getattr(self, attr))} out of range for {k} keypoints")
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"{where}: protocol '{self.protocol}'; expected one of {list(PROTOCOLS)}")
+        if self.oks_area not in OKS_AREAS:
+            raise ConfigError(f"{where}: oks_area '{self.oks_area}'; expected one of {list(OKS_AREAS)}")
 
     @property
     def num_keypoints(self) -> int:
@@ -64,6 +131,21 @@ class KeypointSpec:
     def flip_permutation(self) -> np.ndarray:
         """:func:`flip_permutation` of this layout."""
         return flip_permutation(self.num_keypoints, self.flip_pairs)
+
+    def part_slices(self) -> Tuple[Tuple[str, slice], ...]:
+        """``(name, slice)`` of every declared part (empty when the set has none)."""
+        return tuple((name, slice(a, b)) for name, a, b in self.parts)
+
+    def annotation_keypoints(self, ann: dict) -> list:
+        """The flat ``3K`` list of a COCO-format annotation: its :attr:`annotation_fields` concatenated
+        (``keypoints`` alone for most sets). A missing field raises KeyError naming it."""
+        if self.annotation_fields == ("keypoints",):
+            return ann["keypoints"]
+        flat = []
+        for key in self.annotation_fields:
+            value = ann[key]
+            flat += list(value) if isinstance(value, (list, tuple)) else [value]
+        return flat
 
     def to_dict(self) -> dict:
         """Plain lists/strings/floats only, so it can live inside a ``weights_only`` checkpoint."""
@@ -85,55 +167,179 @@ class KeypointSpec:
                 joint_weights=tuple(float(w) for w in d.get("joint_weights", ())),
                 upper_body_ids=tuple(int(i) for i in d.get("upper_body_ids", ())),
                 lower_body_ids=tuple(int(i) for i in d.get("lower_body_ids", ())),
+                protocol=str(d.get("protocol", "coco")),
+                oks_area=str(d.get("oks_area", "area")),
+                nme_pair=tuple(int(i) for i in d.get("nme_pair", ())),
+                parts=tuple((str(p[0]), int(p[1]), int(p[2])) for p in d.get("parts", ())),
+                annotation_fields=tuple(str(f) for f in d.get("annotation_fields", ("keypoints",))),
+                sigmas_todo=bool(d.get("sigmas_todo", False)),
             )
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, IndexError) as e:
             raise ConfigError(f"keypoint spec: malformed entry ({e}); expected the fields of KeypointSpec") from None
 
 
-COCO_17 = KeypointSpec(
-    name="coco",
-    keypoint_names=(
-        "nose", "left_eye", "right_eye", "left_ear", "right_ear",
-        "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-        "left_wrist", "right_wrist", "left_hip", "right_hip",
-        "left_knee", "right_knee", "left_ankle", "right_ankle",
-    ),
-    flip_pairs=((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)),
-    # COCO's own skeleton (1-based in the annotation file), written 0-based.
-    skeleton=((15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7),
-              (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6)),
-    # pycocotools' keypoint sigmas (cocoeval.py), also used by the official oks_nms.
-    oks_sigmas=(.026, .025, .025, .035, .035, .079, .079, .072, .072, .062, .062,
-                .107, .107, .087, .087, .089, .089),
-    # Official HRNet COCO joint weights: 1.2 elbows/knees, 1.5 wrists/ankles.
-    joint_weights=(1., 1., 1., 1., 1., 1., 1., 1.2, 1.2, 1.5, 1.5, 1., 1., 1.2, 1.2, 1.5, 1.5),
-    upper_body_ids=tuple(range(11)),
-    lower_body_ids=tuple(range(11, 17)),
-)
+# ------------------------------------------------------------------------------------------------
+# Declarations (YAML) -> KeypointSpec
+# ------------------------------------------------------------------------------------------------
+def spec_from_declaration(data, source: str = "<declaration>") -> KeypointSpec:
+    """Validate a parsed declaration (see the module docstring) and build its :class:`KeypointSpec`.
 
-MPII_16 = KeypointSpec(
-    name="mpii",
-    keypoint_names=(
-        "r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "pelvis", "thorax",
-        "upper_neck", "head_top", "r_wrist", "r_elbow", "r_shoulder", "l_shoulder", "l_elbow", "l_wrist",
-    ),
-    flip_pairs=((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13)),
-    # Official parent ids [1,2,6,6,3,4,6,6,7,8,11,12,7,7,13,14] as limbs (root 6 excluded).
-    skeleton=((0, 1), (1, 2), (2, 6), (3, 6), (4, 3), (5, 4), (7, 6), (8, 7), (9, 8),
-              (10, 11), (11, 12), (12, 7), (13, 7), (14, 13), (15, 14)),
-    oks_sigmas=(),
-    joint_weights=(1.5, 1.2, 1., 1., 1.2, 1.5, 1., 1., 1., 1., 1.5, 1.2, 1., 1., 1.2, 1.5),
-    upper_body_ids=(7, 8, 9, 10, 11, 12, 13, 14, 15),
-    lower_body_ids=(0, 1, 2, 3, 4, 5, 6),
-)
+    Raises:
+        ConfigError: one line, ``SOURCE: KEY: what is wrong; what was expected``.
+    """
+    def fail(key, msg):
+        raise ConfigError(f"keypoint declaration '{source}': {key}: {msg}")
 
-KEYPOINT_SPECS = {"coco": COCO_17, "mpii": MPII_16}
+    if not isinstance(data, dict):
+        fail("(top level)", f"got a {type(data).__name__}; expected a mapping with 'name' and 'keypoints'")
+    unknown = sorted(set(data) - set(_KEYS))
+    if unknown:
+        fail(unknown[0], f"unknown key; expected only {', '.join(_KEYS)}")
+    name = data.get("name")
+    if not isinstance(name, str) or not name:
+        fail("name", f"got {name!r}; expected a short name such as 'my_hands'")
+    names = data.get("keypoints")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        fail("keypoints", f"got {str(names)[:60]!r}; expected a non-empty list of keypoint names")
+    index = {}
+    for i, n in enumerate(names):
+        if n in index:
+            fail("keypoints", f"duplicate name '{n}' (positions {index[n]} and {i}); expected unique names")
+        index[n] = i
+    k = len(names)
+
+    def name_list(key, value, length=None):
+        if not isinstance(value, list) or (length is not None and len(value) != length):
+            want = f"a list of {length} keypoint names" if length else "a list of keypoint names"
+            fail(key, f"got {str(value)[:60]!r}; expected {want}")
+        for n in value:
+            if n not in index:
+                fail(key, f"'{n}' is not a name in 'keypoints'; expected one of the {k} declared names")
+        return tuple(index[n] for n in value)
+
+    def pair_list(key):
+        value = data.get(key) or []
+        if not isinstance(value, list):
+            fail(key, f"got {str(value)[:60]!r}; expected a list of [name, name] pairs")
+        return tuple(name_list(f"{key}[{j}]", p, 2) for j, p in enumerate(value))
+
+    def numbers(key, positive):
+        value = data.get(key)
+        if value is None or value == []:
+            return ()
+        ok = isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                             and math.isfinite(v) and (v > 0 if positive else v >= 0)
+                                             for v in value)
+        if not ok:
+            fail(key, f"got {str(value)[:60]!r}; expected a list of {k} {'positive' if positive else 'non-negative'}"
+                 " numbers")
+        if len(value) != k:
+            fail(key, f"has {len(value)} values; expected {k}, one per keypoint")
+        return tuple(float(v) for v in value)
+
+    flips = pair_list("flip_pairs")
+    used = {}
+    for j, (a, b) in enumerate(flips):
+        if a == b:
+            fail(f"flip_pairs[{j}]", f"'{names[a]}' paired with itself; expected two different names "
+                 "(leave self-symmetric points out)")
+        for i in (a, b):
+            if i in used:
+                fail(f"flip_pairs[{j}]", f"'{names[i]}' is already in flip_pairs[{used[i]}]; expected each "
+                     "name in at most one pair")
+            used[i] = j
+    sigmas_raw = data.get("sigmas")
+    todo = sigmas_raw == TODO
+    sigmas = () if todo else numbers("sigmas", positive=True)
+    protocol = data.get("protocol", "coco")
+    if protocol not in PROTOCOLS:
+        fail("protocol", f"got {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
+    if protocol in OKS_PROTOCOLS and not sigmas and not todo:
+        fail("sigmas", f"missing for protocol '{protocol}' (OKS needs {k} sigmas); give them, or write "
+             "'sigmas: TODO' and pass an explicit uniform fallback (DATASET.OKS_SIGMA_FALLBACK) to evaluate")
+    oks_area = data.get("oks_area", "area")
+    if oks_area not in OKS_AREAS:
+        fail("oks_area", f"got {oks_area!r}; expected one of {', '.join(OKS_AREAS)}")
+    nme_pair = name_list("nme_pair", data["nme_pair"], 2) if data.get("nme_pair") else ()
+    if protocol == "nme" and not nme_pair:
+        fail("nme_pair", "missing for protocol 'nme'; expected the two names whose distance normalises NME")
+    parts = []
+    raw_parts = data.get("parts") or {}
+    if not isinstance(raw_parts, dict):
+        fail("parts", f"got {str(raw_parts)[:60]!r}; expected a mapping name: [start, end]")
+    for pname, rng in raw_parts.items():
+        if (not isinstance(rng, list) or len(rng) != 2 or not all(type(v) is int for v in rng)
+                or not 0 <= rng[0] < rng[1] <= k):
+            fail(f"parts.{pname}", f"got {rng!r}; expected [start, end) with 0 <= start < end <= {k}")
+        parts.append((str(pname), rng[0], rng[1]))
+    fields = data.get("annotation_fields") or ["keypoints"]
+    if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+        fail("annotation_fields", f"got {fields!r}; expected a list of annotation keys")
+    return KeypointSpec(
+        name=name, keypoint_names=tuple(names), flip_pairs=flips, skeleton=pair_list("skeleton"),
+        oks_sigmas=sigmas, joint_weights=numbers("joint_weights", positive=False),
+        upper_body_ids=name_list("upper_body", data["upper_body"]) if data.get("upper_body") else (),
+        lower_body_ids=name_list("lower_body", data["lower_body"]) if data.get("lower_body") else (),
+        protocol=protocol, oks_area=oks_area, nme_pair=nme_pair, parts=tuple(parts),
+        annotation_fields=tuple(fields), sigmas_todo=todo)
+
+
+def _read_declaration(path: Path) -> KeypointSpec:
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"keypoint declaration '{path}': cannot read ({e.strerror or e})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"keypoint declaration '{path}': not valid YAML ({' '.join(str(e).split())[:120]})") \
+            from None
+    return spec_from_declaration(data, str(path))
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_declaration(path: str, mtime_ns: int) -> KeypointSpec:
+    return _read_declaration(Path(path))
+
+
+def shipped_keypoint_sets() -> Tuple[str, ...]:
+    """Names of the declarations in :data:`KEYPOINT_SETS_DIR`."""
+    return tuple(sorted(p.stem for p in KEYPOINT_SETS_DIR.glob("*.yaml")))
+
+
+def load_keypoint_set(name_or_path) -> KeypointSpec:
+    """The :class:`KeypointSpec` of a shipped set (``"crowdpose"``) or of a declaration file path."""
+    text = os.fspath(name_or_path)
+    shipped = KEYPOINT_SETS_DIR / f"{text.lower()}.yaml"
+    looks_like_path = text.endswith((".yaml", ".yml")) or os.sep in text or "/" in text
+    path = Path(text) if looks_like_path else shipped
+    if not looks_like_path and not shipped.is_file():
+        raise ConfigError(f"keypoint set '{text}' is unknown; expected one of {list(shipped_keypoint_sets())} "
+                          "or a path to a declaration YAML")
+    try:
+        stat = path.stat()
+    except OSError:
+        raise ConfigError(f"keypoint declaration '{path}': no such file; expected a YAML declaration "
+                          "(see configs/keypoints/)") from None
+    return _cached_declaration(str(path.resolve()), stat.st_mtime_ns)
 
 
 def get_keypoint_spec(dataset_name: str) -> KeypointSpec:
-    """Spec for a dataset name as used in ``DATASET.DATASET`` (``coco``, ``mpii``)."""
-    try:
-        return KEYPOINT_SPECS[dataset_name.lower()]
-    except KeyError:
+    """Spec for a dataset name as used in ``DATASET.DATASET`` (a shipped set: ``coco``, ``crowdpose``, ...)."""
+    if str(dataset_name).lower() not in shipped_keypoint_sets():
         raise ConfigError(f"DATASET.DATASET: unknown dataset '{dataset_name}'; expected one of "
-                          f"{sorted(KEYPOINT_SPECS)}") from None
+                          f"{list(shipped_keypoint_sets())} or '{COCO_FORMAT}' with DATASET.KEYPOINTS")
+    return load_keypoint_set(str(dataset_name).lower())
+
+
+def __getattr__(name: str):
+    # COCO_17, MPII_16 and KEYPOINT_SPECS are read from configs/keypoints on first use (no import-time I/O).
+    if name == "COCO_17":
+        return load_keypoint_set("coco")
+    if name == "MPII_16":
+        return load_keypoint_set("mpii")
+    if name == "KEYPOINT_SPECS":
+        return {n: load_keypoint_set(n) for n in shipped_keypoint_sets()}
+    raise AttributeError(f"module 'pose.keypoints' has no attribute '{name}'")

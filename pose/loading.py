@@ -28,9 +28,9 @@ import torch
 from pose.backends import PRECISIONS
 from pose.checkpoint import FORMAT, load_checkpoint
 from pose.codec import HeatmapCodec, build_codec, decoding_from_config
-from pose.config import config_from_yaml_text, get_default_config, with_overrides
+from pose.config import config_from_yaml_text, get_default_config, keypoint_spec_for_config, with_overrides
 from pose.errors import CheckpointError, ConfigError, PoseError
-from pose.keypoints import KeypointSpec, get_keypoint_spec
+from pose.keypoints import KeypointSpec
 from pose.models import arch_from_model_cfg, build_model, require_heatmap_head
 from pose.predictor import TopDownPredictor
 from pose.runtime import build_runtime, calibration_crops_from
@@ -176,6 +176,16 @@ def check_fits_checkpoint(cfg, trained_cfg, path: PathLike, source: str) -> None
             raise _conflict(key, value, trained, path, source)
 
 
+def check_spec_fits_checkpoint(wanted: KeypointSpec, trained: KeypointSpec, path: PathLike) -> None:
+    """Raise ConfigError if the config's keypoint set is not the one the checkpoint was trained on (the
+    names in channel order and the flip pairs are what the weights depend on)."""
+    if wanted.keypoint_names != trained.keypoint_names or wanted.flip_pairs != trained.flip_pairs:
+        what = ("keypoint names" if wanted.keypoint_names != trained.keypoint_names else "flip pairs")
+        raise ConfigError(f"config keypoint set '{wanted.name}' ({wanted.num_keypoints} keypoints) differs in its "
+                          f"{what} from checkpoint '{path}', trained on '{trained.name}' "
+                          f"({trained.num_keypoints} keypoints); use that set's config or another checkpoint")
+
+
 # ------------------------------------------------------------------------------------------------
 # Models
 # ------------------------------------------------------------------------------------------------
@@ -211,6 +221,8 @@ def build_from_checkpoint(path: PathLike, *, cfg=None, overrides=None, checkpoin
         spec = KeypointSpec.from_dict(ckpt["keypoint_spec"])
     except ConfigError as e:
         raise CheckpointError(f"checkpoint '{path}': {e}") from None
+    if cfg is not None or "DATASET.KEYPOINTS" in pairs[0::2]:
+        check_spec_fits_checkpoint(keypoint_spec_for_config(run_cfg), spec, path)
     if spec.num_keypoints != trained_cfg.MODEL.NUM_JOINTS:
         raise CheckpointError(f"checkpoint '{path}': keypoint_spec has {spec.num_keypoints} keypoints but "
                               f"MODEL.NUM_JOINTS is {trained_cfg.MODEL.NUM_JOINTS}; the file is inconsistent")
@@ -262,7 +274,7 @@ def load_model(weights=None, cfg=None, *, overrides=(), offline: bool = False, p
         if cfg is None:
             cfg = config_for_zoo_model(str(weights or DEFAULT_MODEL))
         cfg = with_overrides(cfg, pairs)
-        return untrained_model(cfg), cfg, build_codec(cfg), get_keypoint_spec(cfg.DATASET.DATASET)
+        return untrained_model(cfg), cfg, build_codec(cfg), keypoint_spec_for_config(cfg)
     if weights is None or str(weights) == "":
         raise ConfigError("no weights: pass a checkpoint file or a zoo name (e.g. "
                           f"{DEFAULT_MODEL}), or pretrained=False for untrained weights")
@@ -283,7 +295,7 @@ def load_model(weights=None, cfg=None, *, overrides=(), offline: bool = False, p
         codec = build_codec(cfg)
     model = build_model(cfg.MODEL)
     load_weights(model, obj, strict=True, name=path)
-    return model.eval(), cfg, codec, get_keypoint_spec(cfg.DATASET.DATASET)
+    return model.eval(), cfg, codec, keypoint_spec_for_config(cfg)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -74,14 +74,13 @@ from tqdm import tqdm
 from pose.backends import TorchBackend, crops_to_tensor
 from pose.checkpoint import collect_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from pose.codec import build_codec
-from pose.config import config_to_yaml, decoder_name, resolve_data_path
+from pose.config import config_to_yaml, decoder_name, keypoint_spec_for_config, resolve_data_path
 from pose.data import build_dataset
 from pose.data.layout import resolve_dataset_paths
 from pose.distributed import Dist, setup_distributed
 from pose.errors import CheckpointError, DataError, PoseError
-from pose.evaluation.runner import decoder_codecs, evaluate_dataset, make_evaluator_factory
+from pose.evaluation.runner import check_evaluable, decoder_codecs, evaluate_dataset, make_evaluator_factory
 from pose.fileio import atomic_write, ensure_output_dir
-from pose.keypoints import get_keypoint_spec
 from pose.loading import is_imagenet_zoo_name, load_imagenet_init
 from pose.losses import heatmap_accuracy, joints_mse_loss, joints_ohkm_mse_loss
 from pose.models import build_model, require_heatmap_head
@@ -133,9 +132,14 @@ def warmup_factor(global_step: int, warmup_iters: int, start_factor: float) -> f
     return start_factor * (1.0 - alpha) + alpha
 
 
-def primary_metric(dataset_name: str) -> str:
-    """The validation number that picks ``model_best``: COCO ``AP``, MPII ``Mean`` (PCKh@0.5)."""
-    return "Mean" if dataset_name.lower() == "mpii" else "AP"
+#: The validation number that picks ``model_best``, per evaluation protocol (higher is better for all).
+PRIMARY_METRICS = {"mpii": "Mean", "nme": "1 - NME", "pck": "PCK@0.2"}
+
+
+def primary_metric(dataset_or_protocol: str) -> str:
+    """The validation number that picks ``model_best``: OKS ``AP``, MPII ``Mean`` (PCKh@0.5), ``PCK@0.2`` for
+    hands, ``1 - NME`` for faces (so that higher is better everywhere)."""
+    return PRIMARY_METRICS.get(dataset_or_protocol.lower(), "AP")
 
 
 def epoch_indices(sampler, epoch: int, skip_batches: int, batch_size: int) -> list:
@@ -460,13 +464,14 @@ def _train(cfg, output_dir: Path, dist: Dist, show_progress: bool) -> dict:
     _warn_about_gpus(cfg, dist)
 
     codec = build_codec(cfg)
-    spec = get_keypoint_spec(cfg.DATASET.DATASET)
+    spec = keypoint_spec_for_config(cfg)
+    check_evaluable(cfg, spec)
     data = build_training_data(cfg, codec, dist)
     model = place_model(cfg, build_training_model(cfg, dist), dist)
     optimizer = build_optimizer(cfg, model.parameters())
     scheduler = build_scheduler(cfg, optimizer)
     scaler = torch.amp.GradScaler(dist.device.type, enabled=bool(t.AMP) and t.AMP_DTYPE == "fp16")
-    metric_name = primary_metric(cfg.DATASET.DATASET)
+    metric_name = primary_metric(spec.protocol)
 
     last_path = output_dir / LAST
     state = resume_if_possible(cfg, last_path, model, optimizer, scheduler, scaler, dist)

@@ -1,4 +1,4 @@
-"""``pose-eval``: evaluate weights on COCO (OKS AP) or MPII (PCKh) as the official test does.
+"""``pose-eval``: evaluate weights with the keypoint set's protocol (OKS AP, PCKh, CrowdPose, WholeBody, NME, PCK).
 
 Examples:
     pose-eval --cfg configs/coco_hrnet_w32_256x192.yaml --weights model.pth --det-file dets.json

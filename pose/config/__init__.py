@@ -23,10 +23,11 @@ from yacs.config import CfgNode
 from pose.codec import default_decoder
 from pose.config.defaults import AMP_DTYPES, HALF_BODY_DRAWS, LR_SCHEDULE_STEPS, OPTIMIZERS, get_default_config
 from pose.config.merge import config_from_yaml_text, config_to_yaml, load_config, with_overrides
-from pose.config.validate import validate_config
+from pose.config.validate import keypoint_spec_for_config, validate_config
 
 __all__ = ["AMP_DTYPES", "HALF_BODY_DRAWS", "LR_SCHEDULE_STEPS", "OPTIMIZERS",
-           "config_from_yaml_text", "config_to_yaml", "decoder_name", "get_default_config", "load_config",
+           "config_from_yaml_text", "config_to_yaml", "decoder_name", "get_default_config", "keypoint_spec_for_config",
+           "load_config",
            "run_folder", "resolve_data_path", "validate_config", "with_overrides"]
 
 

@@ -142,8 +142,19 @@ _C.LOSS.USE_DIFFERENT_JOINTS_WEIGHT = False
 _C.DATASET = CN()
 # Dataset root folder (joined onto DATA_DIR). The official layouts below are derived from it.
 _C.DATASET.ROOT = ""
-# Dataset family: 'coco' or 'mpii' (picks the keypoint spec and the official folder layout).
+# Dataset: 'coco' or 'mpii' (official folder layouts), another shipped keypoint set read from a
+# COCO-format file ('crowdpose', 'ochuman', 'aic', 'coco_wholebody', 'ap10k', 'onehand10k', '300w', 'wflw',
+# 'cofw'; explicit DATASET.*_ANN_FILE/_IMAGE_DIR paths), or 'coco_format' for any COCO-format keypoint file
+# whose keypoints DATASET.KEYPOINTS declares. Picks the keypoint spec and the evaluation protocol.
 _C.DATASET.DATASET = "mpii"
+# Project key. The keypoint set: '' = the set DATASET.DATASET names; else a shipped set name
+# (configs/keypoints/<name>.yaml) or the path of a declaration YAML (see pose.keypoints). MODEL.NUM_JOINTS
+# must equal its number of keypoints.
+_C.DATASET.KEYPOINTS = ""
+# Project key. A uniform OKS sigma used ONLY when the keypoint set declares 'sigmas: TODO' (0 = refuse to
+# compute OKS AP without real sigmas). AP with a made-up sigma is not comparable with anything; set it
+# explicitly and say so (Ultralytics' silent 1/K default makes AP meaningless for small K).
+_C.DATASET.OKS_SIGMA_FALLBACK = 0.0
 # Training split name (COCO 'train2017', MPII 'train').
 _C.DATASET.TRAIN_SET = "train"
 # Evaluation split name (COCO 'val2017' or 'test-dev2017', MPII 'valid').

@@ -5,6 +5,7 @@
 code that interprets each key (decoders from :mod:`pose.codec`, backends from :mod:`pose.backends`,
 keypoint layouts from :mod:`pose.keypoints`), so a new value is declared once, where it is implemented.
 """
+from pathlib import Path
 from typing import Any, Iterable
 
 from yacs.config import CfgNode as CN
@@ -13,7 +14,7 @@ from pose.backends import BACKENDS
 from pose.codec import DECODERS
 from pose.config.defaults import AMP_DTYPES, HALF_BODY_DRAWS, LR_SCHEDULE_STEPS, OPTIMIZERS
 from pose.errors import ConfigError
-from pose.keypoints import KEYPOINT_SPECS
+from pose.keypoints import COCO_FORMAT, KeypointSpec, get_keypoint_spec, load_keypoint_set
 from pose.models.presets import (
     BLOCK_NAMES,
     CLS_HRNET,
@@ -28,6 +29,24 @@ from pose.models.presets import (
 
 HEATMAP_STRIDE = 4  # input pixels per heatmap pixel: the HRNet head runs at 1/4 resolution
 SIZE_DIVISOR = 32   # input W and H must be multiples of this (lowest branch runs at 1/32)
+
+
+def keypoint_spec_for_config(cfg: CN) -> KeypointSpec:
+    """The keypoint set a config trains and evaluates: ``DATASET.KEYPOINTS`` (a shipped name or a declaration
+    path), else the shipped set ``DATASET.DATASET`` names. ConfigError names the key."""
+    ds = cfg.DATASET
+    if ds.KEYPOINTS:
+        return load_keypoint_set(ds.KEYPOINTS)
+    if ds.DATASET.lower() == COCO_FORMAT:
+        raise ConfigError(f"DATASET.KEYPOINTS: empty with DATASET.DATASET '{COCO_FORMAT}'; expected a shipped "
+                          "keypoint set name or the path of a declaration YAML (pose-keypoints init ann.json)")
+    return get_keypoint_spec(ds.DATASET)
+
+
+def _deferred_declaration(path: str) -> bool:
+    """A declaration path that does not exist here (e.g. in a checkpoint's config from another machine): its
+    spec travels in the checkpoint, and any use that needs the file raises then."""
+    return (path.endswith((".yaml", ".yml")) or "/" in path) and not Path(path).is_file()
 
 
 def validate_config(cfg: CN, source: str = "config") -> None:
@@ -203,10 +222,20 @@ class _Validator:
 
     def check_dataset(self) -> None:
         ds = self.cfg.DATASET
-        spec = KEYPOINT_SPECS.get(ds.DATASET.lower())
+        spec = None
+        # A classification config (cls_hrnet, DATASET 'imagenet') has no keypoint set.
+        if self.cfg.MODEL.NAME != CLS_HRNET and not _deferred_declaration(str(ds.KEYPOINTS)):
+            try:
+                spec = keypoint_spec_for_config(self.cfg)
+            except ConfigError as e:
+                self.fail("DATASET.KEYPOINTS" if ds.KEYPOINTS else "DATASET.DATASET", str(e))
         if spec is not None and self.cfg.MODEL.NUM_JOINTS != spec.num_keypoints:
-            self.fail("MODEL.NUM_JOINTS", f"got {self.cfg.MODEL.NUM_JOINTS} for DATASET.DATASET "
-                      f"'{ds.DATASET}'; expected {spec.num_keypoints} (the {spec.name} keypoint spec)")
+            key = f"DATASET.KEYPOINTS '{ds.KEYPOINTS}'" if ds.KEYPOINTS else f"DATASET.DATASET '{ds.DATASET}'"
+            self.fail("MODEL.NUM_JOINTS", f"got {self.cfg.MODEL.NUM_JOINTS} for {key}; expected "
+                      f"{spec.num_keypoints} (the '{spec.name}' keypoint set has {spec.num_keypoints} keypoints)")
+        if not ds.OKS_SIGMA_FALLBACK >= 0:
+            self.fail("DATASET.OKS_SIGMA_FALLBACK", f"got {ds.OKS_SIGMA_FALLBACK!r}; expected 0 (off) or a "
+                      "positive uniform sigma")
         if not 0 <= ds.SCALE_FACTOR < 1:  # the jitter is clipped to [1 - SF, 1 + SF]: SF >= 1 allows a 0 scale
             self.fail("DATASET.SCALE_FACTOR", f"got {ds.SCALE_FACTOR!r}; expected 0 <= SCALE_FACTOR < 1")
         if not ds.ROT_FACTOR >= 0:
@@ -219,7 +248,8 @@ class _Validator:
 
     def check_loss(self) -> None:
         topk = self.int_at_least("LOSS.TOPK", 1)
-        if topk > self.cfg.MODEL.NUM_JOINTS:
+        # Only OHKM reads TOPK; its default 8 must not block a set with fewer keypoints (a 5-point hand).
+        if self.cfg.LOSS.USE_OHKM and topk > self.cfg.MODEL.NUM_JOINTS:
             self.fail("LOSS.TOPK", f"got {topk}; expected at most MODEL.NUM_JOINTS = "
                       f"{self.cfg.MODEL.NUM_JOINTS}")
 

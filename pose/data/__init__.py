@@ -10,12 +10,12 @@ everything else takes plain values.
 """
 import logging
 
+from pose.config import keypoint_spec_for_config
 from pose.data.coco import load_coco_det_samples, load_coco_gt_samples
 from pose.data.layout import resolve_dataset_paths
 from pose.data.mpii import load_mpii_samples
 from pose.data.topdown import PersonSample, TopDownDataset
 from pose.errors import ConfigError
-from pose.keypoints import get_keypoint_spec
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +29,10 @@ def build_samples(cfg, split: str, *, skip_missing_images: bool = False) -> list
     detections of ``TEST.COCO_BBOX_FILE`` with ``score >= TEST.IMAGE_THRE`` (COCO only; MPII uses its
     annotated windows). Paths come from :func:`pose.data.layout.resolve_dataset_paths`.
     """
-    spec = get_keypoint_spec(cfg.DATASET.DATASET)
+    spec = keypoint_spec_for_config(cfg)
     paths = resolve_dataset_paths(cfg, split)
     input_size = tuple(cfg.MODEL.IMAGE_SIZE)
-    if spec.name == "mpii":
+    if spec.protocol == "mpii":
         return load_mpii_samples(paths["ann_file"], paths["image_dir"], spec=spec,
                                  skip_missing_images=skip_missing_images)
     if split == "train" or cfg.TEST.USE_GT_BBOX:
@@ -66,7 +66,7 @@ def build_dataset(cfg, split: str, codec=None, *, skip_missing_images: bool = Fa
         logger.warning("DATASET.SELECT_DATA is true but not implemented; all training samples are used")
     samples = build_samples(cfg, split, skip_missing_images=skip_missing_images)
     return TopDownDataset(
-        samples, input_size=tuple(cfg.MODEL.IMAGE_SIZE), spec=get_keypoint_spec(ds.DATASET), codec=codec,
+        samples, input_size=tuple(cfg.MODEL.IMAGE_SIZE), spec=keypoint_spec_for_config(cfg), codec=codec,
         train=split == "train", seed=int(cfg.TRAIN.SEED), scale_factor=float(ds.SCALE_FACTOR),
         rot_factor=float(ds.ROT_FACTOR), flip=bool(ds.FLIP), half_body_prob=float(ds.PROB_HALF_BODY),
         num_joints_half_body=int(ds.NUM_JOINTS_HALF_BODY), half_body_draw=ds.HALF_BODY_DRAW,

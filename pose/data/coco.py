@@ -18,7 +18,9 @@ Official conventions reproduced (``lib/dataset/coco.py``):
   1 only, ``score >= IMAGE_THRE``, boxes used as given (not clipped), box score kept. The image is
   found through the detection's ``image_id`` in the GT ``images`` list (the official code parsed
   ``'%012d.jpg' % image_id``).
-- Visibility ``v in {1, 2}`` becomes 1.
+- Visibility: ``v > 0`` is a labelled joint (visible 1), ``v <= 0`` unlabelled (0). This covers COCO's
+  {0, 1, 2}, files that use only {0, 1} or {1, 2} (OneHand10K, COFW) and float confidences
+  (COCO-WholeBody hands: "v > 0 means reliable"); mmpose's ``min(1, v)`` is the same rule.
 
 Decisions where the official code had none (it crashed or silently misbehaved):
 
@@ -33,12 +35,19 @@ Decisions where the official code had none (it crashed or silently misbehaved):
   A file whose every person box is unusable is an error (it names the counts).
 - A labelled joint (v > 0) with a non-finite or negative coordinate is set invisible (v = 0);
   one warning per file gives the count.
-- A missing ``area`` (PoseTrack files) is computed as bbox ``w * h``; one warning per file.
+- A missing ``area`` (PoseTrack, CrowdPose, AI Challenger files) is :func:`default_area` (``0.53 * w * h``
+  of the box, the convention of the field); one warning per file.
+- Any keypoint set: the K points come from the set's ``annotation_fields``; the categories whose
+  annotations are read and the file's own keypoint names are checked by :func:`keypoint_categories`
+  (AP-10K has 54 species categories sharing one keypoint list).
 - Annotations or detections whose ``image_id`` is not in the ``images`` list are skipped with one
   warning per file (count and first id): a GT subset with a full detection file is common.
 - Images are checked up front, only those that samples use (an image listed without usable people
   need not exist). By default a missing file is an error naming the first missing file and how
   many others are missing; ``skip_missing_images=True`` drops their samples with a warning.
+
+About 430 lines, over the house's ~400: the checks of a file against the declared keypoint set
+(:func:`keypoint_categories`) sit with the reader they guard.
 """
 
 import logging
@@ -153,9 +162,14 @@ def _bbox(entry: dict, path, what: str) -> np.ndarray:
     return arr
 
 
-def _keypoints(ann: dict, num_joints: int, path) -> Tuple[np.ndarray, np.ndarray]:
+def _keypoints(ann: dict, spec: KeypointSpec, path) -> Tuple[np.ndarray, np.ndarray]:
     """(K, 2) coordinates and (K,) raw visibility of an annotation (unchecked values)."""
-    kps = ann.get("keypoints")
+    num_joints = spec.num_keypoints
+    try:
+        kps = spec.annotation_keypoints(ann)
+    except KeyError as e:
+        raise DataError(f"annotation file '{path}': annotation id {ann.get('id')} has no {e}; keypoint set "
+                        f"'{spec.name}' reads {list(spec.annotation_fields)}") from None
     try:
         arr = np.asarray(kps, dtype=np.float64)
     except (TypeError, ValueError):
@@ -200,10 +214,66 @@ def _annotations_by_image(data: dict, images: Dict[int, dict], path) -> Dict[int
     return anns_by_image
 
 
+def default_area(bbox_xywh) -> float:
+    """The area of an annotation without one: ``0.53 * w * h`` of its box (xtcocotools ``use_area=False``,
+    mmpose and Ultralytics; 0.53 is the mean ratio of segment area to box area on COCO persons)."""
+    return 0.53 * float(bbox_xywh[2]) * float(bbox_xywh[3])
+
+
+def _normalized_name(name) -> str:
+    return "".join(c if c.isalnum() else "_" for c in str(name).strip().lower())
+
+
+def keypoint_categories(data: dict, spec: KeypointSpec, path, *, check_names: bool = True) -> set:
+    """Category ids whose annotations carry ``spec``'s keypoints, after checking the file against the set.
+
+    A category's ``keypoints`` names must match the declared names (compared lower-case, non-alphanumerics as
+    ``_``, so "Right Shoulder" is ``right_shoulder``); with several :attr:`~KeypointSpec.annotation_fields` they
+    match the first field's names (COCO-WholeBody's category lists the 17 body points). A category with an
+    empty list (the face sets) is taken as is. Its ``skeleton`` is never used; one that does not fit (the
+    CrowdPose files' 17-point COCO skeleton for K = 14) is ignored with a warning. Without any category
+    that has a ``keypoints`` list, category 1 is used (the official reader's person category).
+
+    ``check_names=False`` accepts other names with the right count (e.g. PoseTrack's 17 points read with the
+    COCO-17 layout, whose head_bottom / head_top then sit where COCO has the eyes: know what you do).
+
+    Raises:
+        DataError: a name or count mismatch, naming the file, the category and the first differing name.
+    """
+    cats = data.get("categories")
+    if not isinstance(cats, list):
+        return {PERSON_CATEGORY}
+    ids = set()
+    names = [_normalized_name(n) for n in spec.keypoint_names]
+    for i, cat in enumerate(cats):
+        if not isinstance(cat, dict) or not isinstance(cat.get("keypoints"), list):
+            continue
+        listed = cat["keypoints"]
+        if listed:
+            prefix = len(spec.annotation_fields) > 1
+            if len(listed) != len(names) and not (prefix and len(listed) < len(names)):
+                raise DataError(f"annotation file '{path}': categories[{i}].keypoints has {len(listed)} names; "
+                                f"the declared keypoint set '{spec.name}' has {len(names)}")
+            for j, (got, want) in enumerate(zip(listed, names)):
+                if check_names and _normalized_name(got) != want:
+                    raise DataError(f"annotation file '{path}': categories[{i}].keypoints[{j}] is '{got}'; the "
+                                    f"declared keypoint set '{spec.name}' has '{spec.keypoint_names[j]}' there")
+            skeleton = cat.get("skeleton") or []
+            bad = [e for e in skeleton if not (isinstance(e, list) and len(e) == 2
+                                               and all(isinstance(v, int) and 1 <= v <= len(listed) for v in e))]
+            if bad:
+                logger.warning("annotation file '%s': categories[%d].skeleton has %d link(s) outside 1..%d "
+                               "(first %s); ignored (the declared skeleton of '%s' is used for drawing)",
+                               path, i, len(bad), len(listed), bad[0], spec.name)
+        if "id" in cat:
+            ids.add(cat["id"])
+    return ids or {PERSON_CATEGORY}
+
+
 def _area(ann: dict, raw_box: np.ndarray, path) -> float:
-    """The annotation's ``area`` (official filter ``area > 0``), or bbox ``w * h`` when it has none."""
+    """The annotation's ``area`` (official filter ``area > 0``), or :func:`default_area` when it has none."""
     if "area" not in ann:
-        return float(raw_box[2] * raw_box[3])
+        return default_area(raw_box)
     try:
         area = float(ann["area"])
     except (TypeError, ValueError):
@@ -223,7 +293,7 @@ def _windows(boxes: np.ndarray, input_size, padding: float) -> Tuple[np.ndarray,
 
 def load_coco_gt_samples(ann_file, image_dir, *, input_size: Sequence[int], spec: KeypointSpec = COCO_17,
                          padding: float = geometry.BOX_PADDING, skip_missing_images: bool = False,
-                         check_images: bool = True) -> List[PersonSample]:
+                         check_images: bool = True, check_names: bool = True) -> List[PersonSample]:
     """Person samples from the GT boxes of a COCO keypoint file (official filtering and order).
 
     Args:
@@ -234,6 +304,7 @@ def load_coco_gt_samples(ann_file, image_dir, *, input_size: Sequence[int], spec
         padding: window enlargement (official 1.25).
         skip_missing_images: see :func:`check_image_files`.
         check_images: check image files up front.
+        check_names: check the file's category keypoint names against ``spec`` (:func:`keypoint_categories`).
 
     Returns:
         samples in official order; ``bbox_xywh`` is the cleaned box.
@@ -242,23 +313,22 @@ def load_coco_gt_samples(ann_file, image_dir, *, input_size: Sequence[int], spec
     data = _read_annotation_file(ann_file, "an object with 'images' and 'annotations'")
     images = _load_images(data, ann_file)
     anns_by_image = _annotations_by_image(data, images, ann_file)
+    categories = keypoint_categories(data, spec, ann_file, check_names=check_names)
     no_area = 0
 
-    k = spec.num_keypoints
     rows = []   # (image dict, ann, clean box (4,), joints (K,2), vis (K,))
     bad_joints = 0
     box_codes = []  # gt_box_problems of every person annotation, for the one warning below
     for image_id, img in images.items():
         anns = [a for a in anns_by_image[image_id]
-                if not a.get("iscrowd", 0) and a.get("category_id", PERSON_CATEGORY) == PERSON_CATEGORY]
+                if not a.get("iscrowd", 0) and a.get("category_id", PERSON_CATEGORY) in categories]
         if not anns:
             continue
         width, height = _image_size(img, ann_file)
         boxes = np.stack([_bbox(a, ann_file, f"annotation id {a.get('id')}") for a in anns])
         areas = []
         for ann, raw_box in zip(anns, boxes):
-            if "area" not in ann:
-                no_area += 1
+            no_area += "area" not in ann
             areas.append(_area(ann, raw_box, ann_file))
         codes = geometry.gt_box_problems(boxes, width, height, areas=np.array(areas))
         box_codes.append(codes)
@@ -266,7 +336,7 @@ def load_coco_gt_samples(ann_file, image_dir, *, input_size: Sequence[int], spec
         for ann, box, code in zip(anns, np.asarray(clean, dtype=np.float64), codes):
             if code != geometry.BOX_OK:
                 continue
-            joints, v = _keypoints(ann, k, ann_file)
+            joints, v = _keypoints(ann, spec, ann_file)
             raw = np.concatenate([joints, v[:, None]], axis=1)
             if np.where(np.isfinite(raw), raw, 0).max() == 0:    # official: max(keypoints) == 0
                 continue
@@ -284,8 +354,8 @@ def load_coco_gt_samples(ann_file, image_dir, *, input_size: Sequence[int], spec
                         "with w, h > 0 inside their image and area > 0")
     warn_skipped_boxes(box_codes, ann_file, "annotations")
     if no_area:
-        logger.warning("annotation file '%s': %d annotation(s) have no 'area' (PoseTrack style); "
-                       "used bbox w*h instead", ann_file, no_area)
+        logger.warning("annotation file '%s': %d annotation(s) have no 'area'; used 0.53 * bbox w * h "
+                       "(the convention for files without segments)", ann_file, no_area)
     if bad_joints:
         logger.warning("annotation file '%s': %d labelled joint(s) have non-finite or negative coordinates; "
                        "set invisible", ann_file, bad_joints)
@@ -407,3 +477,4 @@ def read_coco_detections(detections: Union[str, os.PathLike, list], *, category_
         raise DataError(f"detection file '{source}': no person boxes (category_id {category_id}) among "
                         f"{len(dets)} entries; expected COCO person detections")
     return out
+

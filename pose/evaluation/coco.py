@@ -177,14 +177,21 @@ def _quiet():
             logger.debug("pycocotools: %s", text)
 
 
-def load_coco_gt(gt: Union[str, os.PathLike, dict, "COCO"]):  # noqa: F821
+def load_coco_gt(gt: Union[str, os.PathLike, dict, "COCO"], *, oks_area: str = "area"):  # noqa: F821
     """Build a pycocotools ``COCO`` object from a path, a dict or an existing object, silently.
 
     The structure is checked (``images``, ``annotations``, ``categories`` lists; each annotation has
     ``id``, ``image_id``, ``bbox`` and ``keypoints`` of length 3K, K from its category's
-    ``keypoints`` names when given). Annotations lacking ``area`` (PoseTrack style) get ``bbox``
-    w*h, with a warning; lacking ``num_keypoints`` get the count of ``v > 0``; lacking ``iscrowd``
-    get 0. The caller's dict is not modified.
+    ``keypoints`` names when given). Annotations lacking ``area`` (PoseTrack, CrowdPose, AIC files) or
+    with ``area <= 0`` get ``0.53 * w * h`` of their box (the convention of the field; a zero area would
+    make every OKS 0), with one warning; lacking ``num_keypoints`` get the count of ``v > 0`` (a file's own
+    count is kept: CrowdPose counts only its 12 limb joints, and that decides who is evaluated); lacking
+    ``iscrowd`` get 0. ``oks_area="bbox"`` uses ``0.53 * w * h`` for every annotation (xtcocotools
+    ``use_area=False``: CrowdPose, AIC). The caller's dict is not modified.
+
+    pycocotools, not xtcocotools: the extended xtcocotools wheel is built against numpy 1 and does not
+    import under numpy 2; what it adds (use_area=False, per-part counts) is done here and in
+    :mod:`pose.evaluation.coco_protocols` on plain pycocotools.
 
     Raises:
         DataError: naming the file (or "<dict>") and the offending field.
@@ -232,24 +239,31 @@ def load_coco_gt(gt: Union[str, os.PathLike, dict, "COCO"]):  # noqa: F821
                             f"expected {expected}")
         if not isinstance(bbox, list) or len(bbox) != 4:
             raise DataError(f"COCO ground truth '{source}': annotations[{i}].bbox must be [x, y, w, h]")
-        if "area" in ann and "num_keypoints" in ann and "iscrowd" in ann:
+        has_area = isinstance(ann.get("area"), (int, float)) and ann["area"] > 0
+        if has_area and oks_area == "area" and "num_keypoints" in ann and "iscrowd" in ann:
             annotations.append(ann)
             continue
         ann = dict(ann)
-        if "area" not in ann:
-            ann["area"] = float(bbox[2]) * float(bbox[3])
-            no_area += 1
+        if oks_area == "bbox" or not has_area:
+            ann["area"] = 0.53 * float(bbox[2]) * float(bbox[3])
+            no_area += oks_area != "bbox"
         if "num_keypoints" not in ann:
             ann["num_keypoints"] = int(np.count_nonzero(np.asarray(kp[2::3], dtype=np.float64) > 0))
         ann.setdefault("iscrowd", 0)
         annotations.append(ann)
     if no_area:
-        logger.warning("COCO ground truth '%s': %d annotations lack 'area'; using bbox w*h "
-                       "(OKS scales with it, so AP is not comparable to COCO's segment areas)",
-                       source, no_area)
+        logger.warning("COCO ground truth '%s': %d annotations lack a positive 'area'; using 0.53 * bbox w * h "
+                       "(OKS scales with it)", source, no_area)
 
+    categories = data["categories"]
+    if len(categories) > 1 and all(isinstance(c.get("keypoints"), list) for c in categories):
+        # Several categories share one keypoint set (AP-10K: 54 species). A pose model is given the box and does
+        # not classify it, so the GT is scored class-agnostically: every annotation becomes category 1, the id
+        # of its results (pycocotools' computeOks ignores useCats=0, hence the merge here).
+        annotations = [dict(a, category_id=1) for a in annotations]
+        categories = [dict(categories[0], id=1, name="any")]
     coco = COCO()
-    coco.dataset = dict(data, annotations=annotations)
+    coco.dataset = dict(data, annotations=annotations, categories=categories)
     with _quiet():
         coco.createIndex()
     return coco
@@ -281,13 +295,14 @@ class CocoKeypointEvaluator:
             results counts its persons as missed. ``"processed"``: only images seen by ``process``
             (for evaluating a subset, e.g. a GT file listing images that are absent). Or a list of ids.
         results_file: file name of the results JSON inside ``output_dir``.
+        oks_area: OKS scale of the GT: the file's ``area`` or ``"bbox"`` (0.53 * w * h, see :func:`load_coco_gt`).
     """
 
     def __init__(self, coco_gt, *, sigmas: Optional[Sequence[float]] = None, in_vis_thre: float = 0.2,
                  oks_thre: float = 0.9, soft_nms: bool = False, output_dir=None,
                  img_ids: Union[None, str, Iterable[int]] = None,
-                 results_file: str = "keypoints_results.json"):
-        self.coco_gt = load_coco_gt(coco_gt)
+                 results_file: str = "keypoints_results.json", oks_area: str = "area"):
+        self.coco_gt = load_coco_gt(coco_gt, oks_area=oks_area)
         self.sigmas = _default_sigmas() if sigmas is None else np.asarray(sigmas, dtype=np.float64)
         self.in_vis_thre = float(in_vis_thre)
         self.oks_thre = float(oks_thre)
@@ -356,22 +371,33 @@ class CocoKeypointEvaluator:
         return OrderedDict(zip(STATS_NAMES, (float(s) for s in stats)))
 
     def _cocoeval(self, results: List[dict]) -> np.ndarray:
-        from pycocotools.cocoeval import COCOeval
+        img_ids = None
+        if self.img_ids == "processed":
+            img_ids = sorted({r["image_id"] for r in results})
+        elif self.img_ids is not None:
+            img_ids = sorted(self.img_ids)
+        return run_cocoeval(self.coco_gt, results, self.sigmas, img_ids).stats
 
-        with _quiet():
-            coco_dt = self.coco_gt.loadRes([dict(r) for r in results])  # loadRes adds keys in place
-            ev = COCOeval(self.coco_gt, coco_dt, "keypoints")
-            ev.params.useSegm = None
-            default = np.asarray(ev.params.kpt_oks_sigmas)
-            same = default.shape == self.sigmas.shape and np.allclose(default, self.sigmas, rtol=1e-12,
-                                                                       atol=0)
-            if not same:
-                ev.params.kpt_oks_sigmas = self.sigmas
-            if self.img_ids == "processed":
-                ev.params.imgIds = sorted({r["image_id"] for r in results})
-            elif self.img_ids is not None:
-                ev.params.imgIds = sorted(self.img_ids)
-            ev.evaluate()
-            ev.accumulate()
+
+def run_cocoeval(coco_gt, results: List[dict], sigmas: np.ndarray, img_ids: Optional[Sequence[int]] = None,
+                 *, summarize: bool = True):
+    """``COCOeval(gt, gt.loadRes(results), 'keypoints')`` with ``sigmas`` (K,), evaluated and accumulated
+    (and summarized) silently; ``img_ids`` restricts the images scored. Returns the COCOeval object."""
+    from pycocotools.cocoeval import COCOeval
+
+    sigmas = np.asarray(sigmas, dtype=np.float64)
+    with _quiet():
+        coco_dt = coco_gt.loadRes([dict(r) for r in results])  # loadRes adds keys in place
+        ev = COCOeval(coco_gt, coco_dt, "keypoints")
+        ev.params.useSegm = None
+        default = np.asarray(ev.params.kpt_oks_sigmas)
+        same = default.shape == sigmas.shape and np.allclose(default, sigmas, rtol=1e-12, atol=0)
+        if not same:
+            ev.params.kpt_oks_sigmas = sigmas
+        if img_ids is not None:
+            ev.params.imgIds = list(img_ids)
+        ev.evaluate()
+        ev.accumulate()
+        if summarize:
             ev.summarize()
-        return ev.stats
+    return ev

@@ -11,6 +11,7 @@ the world size.
 """
 import logging
 import time
+from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -23,9 +24,13 @@ from pose.data import build_dataset
 from pose.data.layout import resolve_dataset_paths
 from pose.data.topdown import TopDownDataset
 from pose.distributed import gather_by_index, rank_and_world
+from pose.errors import ConfigError
 from pose.evaluation.coco import CocoKeypointEvaluator
+from pose.evaluation.coco_protocols import CrowdPoseEvaluator, WholeBodyEvaluator
+from pose.evaluation.landmarks import NmeEvaluator, PckEvaluator
 from pose.evaluation.mpii import MpiiPCKhEvaluator
 from pose.fileio import check_output_folder, ensure_output_dir, write_json
+from pose.keypoints import OKS_PROTOCOLS
 from pose.loading import load_predictor
 from pose.predictor import TopDownPredictor
 from pose.structures import PoseResult
@@ -139,16 +144,52 @@ def results_file_name(cfg, decoder: str) -> str:
     return f"keypoints_{cfg.DATASET.TEST_SET}_results_{decoder}.json"
 
 
+def evaluation_sigmas(cfg, spec) -> Optional[tuple]:
+    """The OKS sigmas an evaluation of ``spec`` uses (None for protocols without OKS).
+
+    A set declared with ``sigmas: TODO`` is refused unless ``DATASET.OKS_SIGMA_FALLBACK`` gives a uniform
+    sigma explicitly (then a warning says the AP is not comparable): a silent default (COCO's 17, or
+    Ultralytics' 1/K) makes AP meaningless.
+    """
+    if spec.protocol not in OKS_PROTOCOLS:
+        return None
+    if spec.oks_sigmas:
+        return spec.oks_sigmas
+    fallback = float(cfg.DATASET.OKS_SIGMA_FALLBACK)
+    if fallback <= 0:
+        raise ConfigError(f"keypoint set '{spec.name}': sigmas are {'TODO' if spec.sigmas_todo else 'missing'}; "
+                          f"OKS AP needs {spec.num_keypoints} per-keypoint sigmas (std of annotator error / object "
+                          "scale); write them into the declaration, or pass DATASET.OKS_SIGMA_FALLBACK 0.05 to "
+                          "evaluate with a uniform sigma (AP then not comparable)")
+    logger.warning("keypoint set '%s': OKS AP with the uniform fallback sigma %g (DATASET.OKS_SIGMA_FALLBACK); "
+                   "not comparable with AP under real sigmas", spec.name, fallback)
+    return (fallback,) * spec.num_keypoints
+
+
+def check_evaluable(cfg, spec) -> None:
+    """Raise ConfigError now if the config's test set cannot be scored with ``spec`` (e.g. TODO sigmas)."""
+    evaluation_sigmas(cfg, spec)
+
+
 def make_evaluator_factory(cfg, spec, output_dir=None, *, img_ids=None):
-    """``name -> evaluator`` for the config's dataset (COCO OKS AP or MPII PCKh)."""
+    """``name -> evaluator`` for the keypoint set's protocol: OKS AP (COCO, CrowdPose, COCO-WholeBody), MPII
+    PCKh, NME (faces) or PCK/AUC/EPE (hands)."""
     paths = resolve_dataset_paths(cfg, "test")
-    if spec.name == "mpii":
+    if spec.protocol == "mpii":
         return lambda name: MpiiPCKhEvaluator(paths["gt_valid_file"])
-    sigmas = spec.oks_sigmas or None
-    return lambda name: CocoKeypointEvaluator(
-        paths["ann_file"], sigmas=sigmas, in_vis_thre=float(cfg.TEST.IN_VIS_THRE),
-        oks_thre=float(cfg.TEST.OKS_THRE), soft_nms=bool(cfg.TEST.SOFT_NMS), output_dir=output_dir,
-        img_ids=img_ids, results_file=results_file_name(cfg, name))
+    if spec.protocol == "nme":
+        return lambda name: NmeEvaluator(paths["ann_file"], spec)
+    if spec.protocol == "pck":
+        return lambda name: PckEvaluator(paths["ann_file"], spec)
+    sigmas = evaluation_sigmas(cfg, spec)
+    common = dict(sigmas=sigmas, in_vis_thre=float(cfg.TEST.IN_VIS_THRE), oks_thre=float(cfg.TEST.OKS_THRE),
+                  soft_nms=bool(cfg.TEST.SOFT_NMS), output_dir=output_dir, img_ids=img_ids)
+    if spec.protocol == "coco_wholebody":
+        return lambda name: WholeBodyEvaluator(paths["ann_file"], spec, results_file=results_file_name(cfg, name),
+                                               **common)
+    kind = CrowdPoseEvaluator if spec.protocol == "crowdpose" else CocoKeypointEvaluator
+    return lambda name: kind(paths["ann_file"], oks_area=spec.oks_area, results_file=results_file_name(cfg, name),
+                             **common)
 
 
 def run_evaluation(cfg, weights, *, output_dir=None, decoders: Sequence[str] = (), overrides=(),
@@ -182,10 +223,12 @@ def run_evaluation(cfg, weights, *, output_dir=None, decoders: Sequence[str] = (
                                                                           img_ids=img_ids),
                                decoders=codecs, workers=workers, progress=progress)
     report = {"boxes": label, "num_samples": len(dataset), "weights": str(weights),
+              "keypoints": predictor.spec.name, "protocol": predictor.spec.protocol,
               "backend": getattr(predictor.backend, "name", type(predictor.backend).__name__),
               "flip_test": predictor.flip_test, "metrics": {k: dict(v) for k, v in metrics.items()}}
     if output_dir is not None:
-        files = [output_dir / results_file_name(cfg, name) for name in names if predictor.spec.name != "mpii"]
+        files = [output_dir / results_file_name(cfg, name) for name in names
+                 if predictor.spec.protocol in OKS_PROTOCOLS]
         report["files"] = [str(p) for p in files + [output_dir / "metrics.json"]]
         write_json(output_dir / "metrics.json", report, indent=2)
     else:
@@ -196,11 +239,27 @@ def run_evaluation(cfg, weights, *, output_dir=None, decoders: Sequence[str] = (
 def format_table(metrics: dict, name: Optional[str] = None, digits: int = 3) -> str:
     """Markdown table of a metrics dict (one header row, one value row), like the official log.
 
+    Metrics named ``"<row>/<stat>"`` (COCO-WholeBody's ``body/AP``, ``face/AR`` ...) give one row per part
+    instead, with the stats as columns.
+
     Args:
         metrics: name -> value (e.g. the output of ``evaluate``).
         name: optional first column (e.g. the model name).
         digits: decimals printed.
     """
+    if metrics and all("/" in str(k) for k in metrics):
+        rows = OrderedDict()
+        for key, value in metrics.items():
+            row, stat = str(key).split("/", 1)
+            rows.setdefault(row, OrderedDict())[stat] = value
+        stats = list(OrderedDict.fromkeys(s for r in rows.values() for s in r))
+        head = ([("Arch")] if name is not None else []) + ["part"] + stats
+        lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+        for row, values in rows.items():
+            cells = ([name] if name is not None else []) + [row]
+            cells += [f"{float(values[s]):.{digits}f}" if s in values else "" for s in stats]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
     names = list(metrics)
     values = [f"{float(metrics[n]):.{digits}f}" for n in names]
     if name is not None:

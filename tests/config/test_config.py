@@ -55,6 +55,7 @@ ADDED_DEFAULTS = {
     "DATASET.HALF_BODY_DRAW": "official", "TRAIN.LR_SCHEDULE_STEP": "official",
     "DATASET.TRAIN_ANN_FILE": "", "DATASET.TEST_ANN_FILE": "",
     "DATASET.TRAIN_IMAGE_DIR": "", "DATASET.TEST_IMAGE_DIR": "", "DATASET.GT_VALID_FILE": "",
+    "DATASET.KEYPOINTS": "", "DATASET.OKS_SIGMA_FALLBACK": 0.0,
     "TRAIN.AMP": False, "TRAIN.AMP_DTYPE": "bf16", "TRAIN.CHANNELS_LAST": False, "TRAIN.SYNC_BN": False,
     "TRAIN.WARMUP_ITERS": 0, "TRAIN.WARMUP_FACTOR": 0.001, "TRAIN.CHECKPOINT_INTERVAL_ITERS": 0,
     "TRAIN.VAL_INTERVAL": 1, "TRAIN.SEED": 0, "TRAIN.DETERMINISTIC": False, "TRAIN.MAX_ITERS_PER_EPOCH": 0,
@@ -159,6 +160,10 @@ EXPECTED = {
     "mpii_hrnet_w32_256x256.yaml": ("mpii", 32, [256, 256], [64, 64], 2.0, 32, 16),
     "mpii_hrnet_w48_256x256.yaml": ("mpii", 48, [256, 256], [64, 64], 2.0, 32, 16),
     "tiny_hrnet_128x96.yaml": ("coco", 16, [96, 128], [24, 32], 2.0, 4, 17),
+    "crowdpose_hrnet_w32_256x192.yaml": ("crowdpose", 32, [192, 256], [48, 64], 2.0, 32, 14),
+    "coco_wholebody_hrnet_w32_256x192.yaml": ("coco_wholebody", 32, [192, 256], [48, 64], 2.0, 32, 133),
+    "ap10k_hrnet_w32_256x256.yaml": ("ap10k", 32, [256, 256], [64, 64], 2.0, 32, 17),
+    "onehand10k_hrnet_w32_256x256.yaml": ("onehand10k", 32, [256, 256], [64, 64], 2.0, 32, 21),
 }
 
 
@@ -200,9 +205,11 @@ def test_shipped_config_loads_with_expected_values(path):
         assert augment == (45, 0.35, 0.3)
         assert (cfg.TEST.OKS_THRE, cfg.TEST.IN_VIS_THRE, cfg.TEST.IMAGE_THRE) == (0.9, 0.2, 0.0)
         assert cfg.TEST.COCO_BBOX_FILE.endswith("COCO_val2017_detections_AP_H_56_person.json")
-    else:
+    elif dataset == "mpii":
         assert augment == (30, 0.25, -1.0)
         assert (cfg.DATASET.TRAIN_SET, cfg.DATASET.TEST_SET) == ("train", "valid")
+    else:  # the other keypoint sets: COCO's augmentation (no half-body crop for one hand per crop)
+        assert augment == (45, 0.35, -1.0 if dataset == "onehand10k" else 0.3)
 
 
 def test_tiny_config_paths_point_at_the_fixture():
@@ -480,7 +487,7 @@ def test_stage_keys_are_checked_although_extra_is_open(tmp_path):
     (["DATASET.SCALE_FACTOR", "1.0"], "DATASET.SCALE_FACTOR"),                # jitter could reach scale 0
     (["TEST.OKS_THRE", "1.5"], "TEST.OKS_THRE"),
     (["TEST.IN_VIS_THRE", "-0.1"], "TEST.IN_VIS_THRE"),
-    (["LOSS.TOPK", "18"], "LOSS.TOPK"),
+    (["LOSS.USE_OHKM", "True", "LOSS.TOPK", "18"], "LOSS.TOPK"),
     (["WORKERS", "-1"], "WORKERS"),
 ])
 def test_invariant_violations_name_the_key(overrides, key):
@@ -493,7 +500,8 @@ def test_invariant_violations_name_the_key(overrides, key):
 
 def test_valid_variants_pass():
     cfg = tiny("MODEL.IMAGE_SIZE", "[192, 256]", "MODEL.HEATMAP_SIZE", "[48, 64]", "MODEL.SIGMA", "1.5",
-               "MODEL.EXTRA.STAGE2.BLOCK", "BOTTLENECK", "DATASET.DATASET", "custom", "MODEL.NUM_JOINTS", "5",
+               "MODEL.EXTRA.STAGE2.BLOCK", "BOTTLENECK", "DATASET.DATASET", "coco_format", "MODEL.NUM_JOINTS", "5",
+               "DATASET.KEYPOINTS", "tests/data/keypoints/hand5.yaml",
                "LOSS.TOPK", "5", "DATASET.HALF_BODY_DRAW", "official", "TEST.BACKEND", "onnxruntime",
                "TRAIN.AMP", "True", "TRAIN.AMP_DTYPE", "fp16")
     assert cfg.MODEL.SIGMA == 1.5 and cfg.DATASET.HALF_BODY_DRAW == "official"
@@ -540,7 +548,7 @@ def test_resolve_dataset_paths_explicit_keys_win():
     assert resolve_dataset_paths(cfg, "test") == {
         "ann_file": "/repo/tests/data/coco/test_coco.json", "image_dir": "/abs/images",
         "gt_valid_file": "/repo/gt.mat"}
-    custom = tiny("DATASET.DATASET", "custom", "DATASET.TRAIN_ANN_FILE", "")
+    custom = tiny("DATASET.DATASET", "crowdpose", "DATASET.TRAIN_ANN_FILE", "", "MODEL.NUM_JOINTS", "14")
     assert resolve_dataset_paths(custom, "test")["ann_file"] == "tests/data/coco/test_coco.json"
     with pytest.raises(ConfigError, match=r"DATASET\.TRAIN_ANN_FILE.*no official layout"):
         resolve_dataset_paths(custom, "train")

@@ -118,9 +118,12 @@ def test_missing_images_error_or_skip(data_dir, tmp_path, caplog):
 
 def test_posetrack_file_without_area_loads(data_dir, caplog):
     root = data_dir / "posetrack18"
+    # PoseTrack's 17 names are not COCO's (head_bottom/head_top where COCO has the eyes): refused by default.
+    with pytest.raises(DataError, match=r"categories\[0\]\.keypoints\[1\] is 'head_bottom'.*'left_eye'"):
+        load_coco_gt_samples(root / "annotations" / "test_posetrack18_val.json", root, input_size=INPUT)
     with caplog.at_level(logging.WARNING):
         samples = load_coco_gt_samples(root / "annotations" / "test_posetrack18_val.json", root,
-                                       input_size=INPUT)
+                                       input_size=INPUT, check_names=False)
     assert "no 'area'" in caplog.text
     data = json.loads((root / "annotations" / "test_posetrack18_val.json").read_text())
     expected = [a["id"] for img in data["images"] for a in data["annotations"]

@@ -262,7 +262,7 @@ def test_posetrack_ground_truth_without_area_evaluates(data_dir, caplog):
     assert not any("area" in a for a in gt["annotations"])
     with caplog.at_level(logging.WARNING, logger="pose.evaluation.coco"):
         metrics = _evaluate(path, gt_as_results(gt))
-    assert "lack 'area'" in caplog.text
+    assert "lack a positive 'area'" in caplog.text
     _assert_perfect(metrics)
 
 
