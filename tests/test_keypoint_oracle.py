@@ -17,7 +17,7 @@ from pose.evaluation.runner import predict_dataset, to_pose_results
 from pose.keypoints import load_keypoint_set
 from pose.predictor import TopDownPredictor
 from tests.conftest import DATA
-from tests.test_predictor import OracleNetwork
+from tests.oracle import OracleNetwork
 
 INPUT_SIZE = (192, 256)
 SETS = {"crowdpose": ("crowdpose/test_crowdpose.json", "crowdpose"),
