@@ -22,12 +22,15 @@ COCO and MPII facts used everywhere (:data:`COCO_17`, :data:`MPII_16`) are loade
 (lazily, on first use). A :class:`KeypointSpec` travels with a model's checkpoint (``to_dict`` /
 ``from_dict``) so a predictor is always rebuilt with the joints it was trained on. Indices are 0-based.
 
-The shipped files are found beside the package (``<repo>/configs/keypoints``), which is where an
-editable install (``pip install -e .``) and a checkout keep them.
+The shipped files are found beside the package (``<repo>/configs/keypoints``) in a checkout or an editable
+install (``pip install -e .``); a wheel (``pip install .``) installs the same files as data under
+``<prefix>/share/pose/keypoints`` (``[options.data_files]`` in ``setup.cfg``), where they are found otherwise.
 """
 import functools
 import math
 import os
+import site
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence, Tuple
@@ -36,8 +39,23 @@ import numpy as np
 
 from pose.errors import ConfigError
 
+
+def shipped_keypoint_sets_dir(prefixes: Sequence[str] = ()) -> Path:
+    """The folder of the shipped declarations: ``configs/keypoints`` beside the package (checkout, editable
+    install), else ``share/pose/keypoints`` under the first of ``prefixes`` (default: the interpreter's
+    prefix, then the user base) that has it (a wheel install)."""
+    beside = Path(__file__).resolve().parent.parent / "configs" / "keypoints"
+    if beside.is_dir():
+        return beside
+    for prefix in prefixes or (sys.prefix, site.getuserbase()):
+        installed = Path(prefix) / "share" / "pose" / "keypoints"
+        if installed.is_dir():
+            return installed
+    return beside
+
+
 #: Folder of the shipped declarations.
-KEYPOINT_SETS_DIR = Path(__file__).resolve().parent.parent / "configs" / "keypoints"
+KEYPOINT_SETS_DIR = shipped_keypoint_sets_dir()
 #: Scoring protocols a declaration may name (implemented in :mod:`pose.evaluation`).
 PROTOCOLS = ("coco", "crowdpose", "coco_wholebody", "mpii", "nme", "pck")
 #: Protocols that need OKS sigmas.
