@@ -407,9 +407,9 @@ def test_config_copy_is_written_atomically(tmp_path, monkeypatch):
 
     from pose import fileio
     from pose.distributed import Dist
-    from pose.training import prepare_output_dir
+    from pose.training import write_run_config
 
-    prepare_output_dir(tiny(), tmp_path, Dist())
+    write_run_config(tiny(), tmp_path, Dist())
     before = (tmp_path / "config.yaml").read_text()
     assert config_from_yaml_text(before) == tiny()
 
@@ -418,6 +418,6 @@ def test_config_copy_is_written_atomically(tmp_path, monkeypatch):
 
     monkeypatch.setattr(fileio.os, "fsync", disk_full)
     with pytest.raises(OSError):
-        prepare_output_dir(tiny("TRAIN.LR", 0.5), tmp_path, Dist())
+        write_run_config(tiny("TRAIN.LR", 0.5), tmp_path, Dist())
     assert (tmp_path / "config.yaml").read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["config.yaml"]

@@ -219,6 +219,9 @@ class ImageListSource(FrameSource):
         self.total_frames = math.ceil(len(self.paths) / self.stride)
         self._peeked: Optional[Frame] = None
         self._next_index = 0  # where decoding resumes after a peek
+        # "skipping" warnings wait for the first decoded image: a folder where nothing decodes is refused
+        # with its one error line only (naming the first reason), not a warning per file before it
+        self._held_skips: Optional[List[str]] = []
 
     def _decode_from(self, start: int) -> Iterator[Frame]:
         for index in range(start, len(self.paths), self.stride):
@@ -229,13 +232,21 @@ class ImageListSource(FrameSource):
                 if self.kind == "image":
                     raise
                 self.skipped += 1
-                logger.warning("skipping %s", e)
+                if self._held_skips is None:
+                    logger.warning("skipping %s", e)
+                else:
+                    self._held_skips.append(str(e))
                 continue
+            for reason in self._held_skips or ():
+                logger.warning("skipping %s", reason)
+            self._held_skips = None
             self._next_index = index + self.stride
             yield Frame(index=index, timestamp_s=None, image_rgb=image, source_name=path.name)
 
     def _none_decoded(self) -> DataError:
-        return DataError(f"{self.kind} '{self.name}': none of its {len(self.paths)} images could be decoded")
+        first = f" (first: {self._held_skips[0]})" if self._held_skips else ""
+        return DataError(f"{self.kind} '{self.name}': none of its {len(self.paths)} images could be "
+                         f"decoded{first}")
 
     def peek(self) -> Frame:
         if self._started:

@@ -411,7 +411,7 @@ def test_rendered_image_is_written_atomically(tmp_path, monkeypatch):
     from pose.video import pipeline
 
     path = tmp_path / "000000000785_pose.jpg"
-    pipeline._write_image(path, np.full((16, 16, 3), 40, np.uint8))
+    pipeline.write_image(path, np.full((16, 16, 3), 40, np.uint8))
     before = path.read_bytes()
     assert cv2.imread(str(path)) is not None
 
@@ -420,6 +420,6 @@ def test_rendered_image_is_written_atomically(tmp_path, monkeypatch):
 
     monkeypatch.setattr(fileio.os, "fsync", disk_full)
     with pytest.raises(OSError):
-        pipeline._write_image(path, np.full((64, 64, 3), 200, np.uint8))
+        pipeline.write_image(path, np.full((64, 64, 3), 200, np.uint8))
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == [path.name]

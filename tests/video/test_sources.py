@@ -1,4 +1,5 @@
 """Frame sources on real files, and their one-line errors for every kind of bad input."""
+import logging
 import shutil
 import threading
 import time
@@ -215,12 +216,23 @@ def test_peek_on_a_folder_skips_corrupt_images_and_keeps_the_iteration_whole(dat
     assert frames[0] is first and src.skipped == 1
 
 
-def test_peek_refuses_a_folder_where_nothing_decodes(tmp_path):
+def test_peek_refuses_a_folder_where_nothing_decodes(tmp_path, caplog):
     for name in ("a.jpg", "b.png"):
         (tmp_path / name).write_bytes(b"\x00garbage")
     src = open_source(tmp_path)
-    with pytest.raises(DataError, match="none of its 2 images could be decoded"):
-        src.peek()
+    with caplog.at_level(logging.WARNING):
+        with pytest.raises(DataError, match=r"none of its 2 images could be decoded \(first: .*a\.jpg"):
+            src.peek()
+    assert not caplog.records  # the refusal is its one error line, no "skipping" warning per file before it
+
+
+def test_skipping_warnings_come_once_an_image_decodes(tmp_path, caplog):
+    (tmp_path / "a.jpg").write_bytes(b"\x00garbage")
+    cv2.imwrite(str(tmp_path / "b.png"), np.zeros((8, 8, 3), np.uint8))
+    with caplog.at_level(logging.WARNING):
+        frames = list(open_source(tmp_path))
+    assert [f.source_name for f in frames] == ["b.png"]
+    assert [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()][0].count("a.jpg") == 1
 
 
 def test_peek_on_a_video_is_its_first_frame(data_dir):
