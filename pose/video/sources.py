@@ -315,7 +315,16 @@ def _fps_of(cap) -> Optional[float]:
     return fps if 0.0 < fps < 1000.0 and math.isfinite(fps) else None
 
 
-class VideoFileSource(FrameSource):
+class _CaptureSource(FrameSource):
+    """An OpenCV capture opened with its first frame already read (``self._first``, BGR)."""
+
+    def peek(self) -> Frame:
+        if self._first is None:
+            raise RuntimeError(f"frame source '{self.name}': peek() must come before the iteration")
+        return Frame(index=0, timestamp_s=0.0, image_rgb=bgr_to_rgb(self._first), source_name=self.name)
+
+
+class VideoFileSource(_CaptureSource):
     """A video file decoded with OpenCV (FFmpeg); ends at the first frame that cannot be decoded.
 
     Opening and reading the first frame run inside :func:`capture_backend_log`: what FFmpeg prints on
@@ -347,11 +356,6 @@ class VideoFileSource(FrameSource):
         count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.frame_count = count if count > 0 else None
         self.total_frames = math.ceil(count / self.stride) if count > 0 else None
-
-    def peek(self) -> Frame:
-        if self._first is None:
-            raise RuntimeError(f"frame source '{self.name}': peek() must come before the iteration")
-        return Frame(index=0, timestamp_s=0.0, image_rgb=bgr_to_rgb(self._first), source_name=self.name)
 
     def _frames(self) -> Iterator[Frame]:
         cap, index, image_bgr = self._cap, 0, self._first
@@ -412,7 +416,7 @@ def _open_capture_bounded(target, api: int, params: List[int], timeout_s: float,
     return result["cap"], result["frame"]
 
 
-class LiveCaptureSource(FrameSource):
+class LiveCaptureSource(_CaptureSource):
     """A webcam (integer index) or a network stream URL; stale frames are dropped."""
 
     is_live = True
@@ -434,11 +438,6 @@ class LiveCaptureSource(FrameSource):
         self._cap, self._first = _open_capture_bounded(target, api, params, open_timeout_s + 1.0, what)
         self.fps = _fps_of(self._cap)
         self._t0 = time.monotonic()
-
-    def peek(self) -> Frame:
-        if self._first is None:
-            raise RuntimeError(f"frame source '{self.name}': peek() must come before the iteration")
-        return Frame(index=0, timestamp_s=0.0, image_rgb=bgr_to_rgb(self._first), source_name=self.name)
 
     def _frames(self) -> Iterator[Frame]:
         cap, index, image_bgr = self._cap, 0, self._first
