@@ -23,6 +23,10 @@ within :data:`pose.fidelity.MEAN_DISPLACEMENT_BOUND_PX` (unless forced). The bou
 :data:`PRECISION_BOUNDS`.
 
 Symbols: N crops, K keypoints, (H, W) model input, (h, w) heatmap.
+
+Why one module (~490 lines): export, the export cache and the verification that every exported file (each
+format, each precision, each read-out) is checked against PyTorch before it is kept form one contract;
+the runtime and quantisation parts already live in :mod:`pose.runtime` and :mod:`pose.quantize`.
 """
 import hashlib
 import json

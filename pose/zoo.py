@@ -16,6 +16,9 @@ so the cache never holds a partial or corrupt file. A cached file is verified ag
 or modification time differs from the ones recorded at its last verification (a small stamp file
 ``.<name>.verified`` beside it), so a file truncated or replaced later is caught before it is loaded;
 an unchanged file is not hashed again.
+
+Why one module (a little over 400 lines): the table of named models and the one download/verify path they
+all go through; most of the length is the table itself (pose and ImageNet entries).
 """
 import hashlib
 import logging

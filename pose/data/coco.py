@@ -46,7 +46,7 @@ Decisions where the official code had none (it crashed or silently misbehaved):
   need not exist). By default a missing file is an error naming the first missing file and how
   many others are missing; ``skip_missing_images=True`` drops their samples with a warning.
 
-About 430 lines, over the house's ~400: the checks of a file against the declared keypoint set
+About 480 lines, over the house's ~400: the checks of a file against the declared keypoint set
 (:func:`keypoint_categories`) sit with the reader they guard.
 """
 

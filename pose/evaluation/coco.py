@@ -14,6 +14,10 @@ Numbers reproduce the official code exactly on the golden data (``../shared/refe
 float32 accumulation in the rescoring and the tie order of ``argsort()[::-1]``.
 
 The OKS formula is :mod:`pose.evaluation.oks`'s; MPII PCKh lives in :mod:`pose.evaluation.mpii`.
+
+Why one module (a little over 400 lines): rescoring, OKS-NMS, the results file and the COCOeval call are the
+official evaluation in its order; splitting them would separate steps whose float32 and tie-order details
+must match the official code together.
 """
 import contextlib
 import io

@@ -30,6 +30,9 @@ Deliberate differences from the official code, none of which changes a number fo
 - the official pose code hard-codes layer1 (4 Bottlenecks x 64); here it is the ``stage1`` spec, whose
   default is that layer (the classification code reads it from ``MODEL.EXTRA.STAGE1``);
 - the model normalises its input itself (``forward``); ``forward_normalized`` is the official forward.
+
+Why one module (~490 lines): the blocks, the multi-resolution module and the trunk carry the official
+state-dict names together; splitting them would scatter the key layout that checkpoints depend on.
 """
 from typing import Dict, List, Optional, Sequence, Tuple
 
