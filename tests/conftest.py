@@ -123,3 +123,34 @@ def _hide_module(monkeypatch, module: str) -> None:
     for name in [n for n in sys.modules if n == module or n.startswith(module + ".")]:
         monkeypatch.delitem(sys.modules, name, raising=False)
     monkeypatch.setattr(builtins, "__import__", fake_import)
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test (restored after): small models run faster so, on any core count."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    """A project checkpoint of the tiny HRNet (configs/tiny_hrnet_128x96.yaml, COCO-17), random weights, seed 0."""
+    import torch
+
+    from pose.checkpoint import save_checkpoint
+    from pose.codec import build_codec
+    from pose.config import load_config
+    from pose.keypoints import COCO_17
+    from pose.models import build_model_from_arch
+
+    torch.set_num_threads(1)
+    cfg = load_config(REPO / "configs" / "tiny_hrnet_128x96.yaml")
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "tiny.pth"
+    save_checkpoint(path, model=build_model_from_arch("hrnet_tiny", 17), cfg=cfg, codec=build_codec(cfg),
+                    spec=COCO_17)
+    return path

@@ -13,14 +13,10 @@ import pytest
 import torch
 
 from pose.api import PoseEstimator, predict_images
-from pose.checkpoint import save_checkpoint
-from pose.codec import build_codec
 from pose.config import load_config
 from pose.errors import ConfigError, DataError, DownloadError, PoseError
 from pose.imageio import read_image_rgb
-from pose.keypoints import COCO_17
 from pose.loading import load_predictor
-from pose.models import build_model_from_arch
 from pose.poses import Poses
 from pose.video.detection import build_detector
 from pose.video.records import validate_frame_record
@@ -31,17 +27,6 @@ COCO_DIR = DATA / "coco"
 IMAGES = sorted(COCO_DIR.glob("*.jpg"))
 TINY_CFG = REPO / "configs" / "tiny_hrnet_128x96.yaml"
 W32_CFG = REPO / "configs" / "coco_hrnet_w32_256x192.yaml"
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    torch.set_num_threads(1)
-    cfg = load_config(TINY_CFG)
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny.pth"
-    save_checkpoint(path, model=build_model_from_arch("hrnet_tiny", 17), cfg=cfg, codec=build_codec(cfg),
-                    spec=COCO_17)
-    return path
 
 
 @pytest.fixture(scope="module")

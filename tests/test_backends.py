@@ -26,11 +26,8 @@ KEYPOINT_ATOL = 0.01  # crop pixels
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test here on one torch thread (tests/conftest.py)."""
 
 
 def _randomize_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

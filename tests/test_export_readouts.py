@@ -18,11 +18,8 @@ SIZE = (64, 64)  # (W, H): the smallest input at which the 5-level pyramid keeps
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test here on one torch thread (tests/conftest.py)."""
 
 
 def _randomise_bn(model):

@@ -16,15 +16,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
-from pose.checkpoint import save_checkpoint
 from pose.cli.demo import main
-from pose.codec import build_codec
-from pose.config import load_config
 from pose.keypoints import COCO_17
 from pose.loading import load_predictor
-from pose.models import build_model_from_arch
 from pose.structures import PersonBox
 from pose.video.detection import build_detector
 from pose.video.pipeline import DemoSummary, run_demo
@@ -35,17 +30,6 @@ CLIP = REPO / "tests" / "data" / "video" / "demo_skeleton.mp4"
 COCO_DIR = REPO / "tests" / "data" / "coco"
 COCO_IDS = {785, 40083, 196141, 197388}
 TINY_CFG = REPO / "configs" / "tiny_hrnet_128x96.yaml"
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    torch.set_num_threads(1)
-    cfg = load_config(TINY_CFG)
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny.pth"
-    save_checkpoint(path, model=build_model_from_arch("hrnet_tiny", 17), cfg=cfg, codec=build_codec(cfg),
-                    spec=COCO_17)
-    return path
 
 
 def _one_error_line(capsys):
