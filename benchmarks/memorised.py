@@ -65,7 +65,7 @@ def memorised_status() -> dict:
         vals = [r for r in records if r.get("type") == "val"]
         losses = [r["loss"] for r in records if r.get("type") == "train" and "loss" in r]
         if vals:
-            best = max(vals, key=lambda r: r["value"])
+            best = max(reversed(vals), key=lambda r: r["value"])  # the last of equals: model_best's `>=` rule
             out["best_ap"], out["best_epoch"] = float(best["value"]), int(best["epoch"])
         if len(losses) > 5:
             out["loss_drop"] = losses[0] / (sum(losses[-5:]) / 5)
