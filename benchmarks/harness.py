@@ -20,6 +20,7 @@ from typing import Callable, Dict, List
 import numpy as np
 
 import pose
+from pose.hardware import cpu_bf16_units, cpu_model
 
 #: The repository root (the benchmarks read its bundled clip and test images).
 REPO = Path(__file__).resolve().parents[1]
@@ -40,7 +41,8 @@ def machine_header() -> dict:
     import cv2
     header = {
         "python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine(),
-        "processor": platform.processor() or "unknown", "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or "unknown", "cpu": cpu_model(),
+        "cpu_bf16_units": ", ".join(cpu_bf16_units()) or "none", "cpu_count": os.cpu_count(),
         "pose": pose.__version__, "numpy": np.__version__, "opencv": cv2.__version__,
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""),
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -3,10 +3,10 @@
 Untrained weights give nearly flat heatmaps, on which a 2 % numeric error moves a quarter of the
 argmaxes, so precision cannot be judged on them. This module trains (once, CPU, resumable) a W32 whose
 heatmaps have trained-like peaks on the real images of ``tests/data/coco`` and caches it outside the
-repository (about 110 MB):
+repository (three checkpoints of about 340 MB: weights plus Adam state):
 
-    nice -n 15 env OMP_NUM_THREADS=1 python -m benchmarks.memorised          # prepare (or resume)
-    python -m benchmarks.memorised --check                                   # print the cached path + AP
+    nice -n 10 python -m benchmarks.memorised          # prepare (or resume): ~20 min on 2 cores
+    python -m benchmarks.memorised --check             # print the cached path + AP
 
 The recipe is the tiny-net memorisation test's (``tests/test_training.py``, ``LEARN``): no augmentation,
 all 12 persons in each batch, UDP targets and decoding, GT boxes; done when the loss fell 10x and AP on

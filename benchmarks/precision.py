@@ -162,7 +162,7 @@ def bench_fidelity(args) -> List[dict]:
     if not status["ready"]:
         return [{"section": "fidelity", "name": "memorised W32", "value": float("nan"), "unit": "",
                  "note": f"not measured: no memorised W32 with AP >= 0.9 at {status['path']}; prepare it with "
-                         "`nice -n 15 env OMP_NUM_THREADS=1 python -m benchmarks.memorised`"}]
+                         "`nice -n 10 python -m benchmarks.memorised` (~20 min on 2 cores)"}]
     setup_cpu_env(2)
     model, codec, spec, _ = _model_and_codec()
     crops = _calibration_crops(model, codec, spec)

@@ -15,18 +15,28 @@ CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 _CPUINFO = Path("/proc/cpuinfo")
 
 
-def cpu_flags(cpuinfo_text: Optional[str] = None) -> frozenset:
-    """The CPU feature flags of the first processor in ``/proc/cpuinfo`` (empty where unreadable)."""
+def _cpuinfo_field(keys: Tuple[str, ...], cpuinfo_text: Optional[str]) -> Optional[str]:
+    """The value of the first ``/proc/cpuinfo`` line whose key is one of ``keys`` (None: none, unreadable)."""
     if cpuinfo_text is None:
         try:
             cpuinfo_text = _CPUINFO.read_text()
         except OSError:
-            return frozenset()
+            return None
     for line in cpuinfo_text.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return frozenset(value.split())
-    return frozenset()
+        if key.strip() in keys:
+            return value.strip()
+    return None
+
+
+def cpu_flags(cpuinfo_text: Optional[str] = None) -> frozenset:
+    """The CPU feature flags of the first processor in ``/proc/cpuinfo`` (empty where unreadable)."""
+    return frozenset((_cpuinfo_field(("flags", "Features"), cpuinfo_text) or "").split())
+
+
+def cpu_model(cpuinfo_text: Optional[str] = None) -> str:
+    """The first processor's model name from ``/proc/cpuinfo`` ("unknown" where it does not say)."""
+    return _cpuinfo_field(("model name",), cpuinfo_text) or "unknown"
 
 
 def cpu_bf16_units(cpuinfo_text: Optional[str] = None) -> Tuple[str, ...]:

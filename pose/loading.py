@@ -21,6 +21,7 @@ import ast
 import contextlib
 import logging
 import os
+from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
@@ -51,6 +52,9 @@ Loaded = Tuple[torch.nn.Module, Any, HeatmapCodec, KeypointSpec]
 
 #: The zoo model used when a command or the API names none.
 DEFAULT_MODEL = "hrnet_w32_coco_256x192"
+#: The real photo the ``auto`` precision probe crops when no calibration images are given (COCO val2017
+#: 000000000785, one skier, CC BY 2.0; provenance in ``pose/assets/README.md``).
+AUTO_PROBE_IMAGE = Path(__file__).resolve().parent / "assets" / "probe_coco_000000000785.jpg"
 #: Friendly names accepted in ``overrides`` besides dotted config keys.
 OVERRIDE_ALIASES = {"num_keypoints": "MODEL.NUM_JOINTS", "input_size": "MODEL.IMAGE_SIZE",
                     "heatmap_size": "MODEL.HEATMAP_SIZE", "flip_test": "TEST.FLIP_TEST",
@@ -308,8 +312,9 @@ def load_predictor(weights=None, cfg=None, *, overrides=(), device="cpu", batch_
     """A ready :class:`TopDownPredictor` and its config (see :func:`load_model` for the arguments).
 
     ``precision`` (:data:`PRECISIONS`; ``auto`` = the rule of :func:`build_runtime`) and
-    ``calibration_images`` (a folder or image paths: int8 calibration and the ``auto`` probe) choose the
-    numerics; ``predictor.backend.describe()`` reports the backend, precision and why.
+    ``calibration_images`` (a folder or image paths: int8 calibration and the ``auto`` probe; for ``auto``
+    without them, the bundled photo :data:`AUTO_PROBE_IMAGE`) choose the numerics;
+    ``predictor.backend.describe()`` reports the backend, precision and why.
 
     ``flip_test``, ``batch_size`` and ``backend`` default to ``TEST.FLIP_TEST``,
     ``TEST.BATCH_SIZE_PER_GPU`` and ``TEST.BACKEND`` (``torch`` = the plain module, bit-for-bit the
@@ -318,6 +323,8 @@ def load_predictor(weights=None, cfg=None, *, overrides=(), device="cpu", batch_
     """
     model, cfg, codec, spec = load_model(weights, cfg, overrides=overrides, offline=offline, pretrained=pretrained)
     weights_path = resolve_weights(weights, offline=True) if pretrained else None
+    if calibration_images is None and precision == "auto":
+        calibration_images = [AUTO_PROBE_IMAGE]  # a real photo: noise crops give a trained network few joints
     crops = calibration_crops_from(calibration_images, TopDownPredictor(model, codec, spec, flip_test=False))
     network = build_runtime(model, backend or str(cfg.TEST.BACKEND), device=device,
                             input_size=codec.input_size, weights_path=weights_path, precision=precision,
@@ -335,8 +342,8 @@ def weights_label(weights, pretrained: bool = True) -> str:
     return text if pretrained else f"random:{text}"
 
 
-__all__ = ["DEFAULT_MODEL", "OVERRIDE_ALIASES", "PRECISIONS", "build_from_checkpoint", "build_runtime",
-           "calibration_crops_from",
+__all__ = ["AUTO_PROBE_IMAGE", "DEFAULT_MODEL", "OVERRIDE_ALIASES", "PRECISIONS", "build_from_checkpoint",
+           "build_runtime", "calibration_crops_from",
            "check_fits_checkpoint", "config_for_zoo_model", "load_model", "load_predictor", "override_pairs",
            "untrained_model", "weights_label"]
 

@@ -7,9 +7,11 @@ file with int8 kernels. The network's first node divides by 255 and subtracts th
 the graph, so calibration crops must be real images cut by the predictor (:func:`pose.export.sample_crops`),
 not noise.
 
-int8 is opt-in and its accuracy on trained weights is unverified until a fidelity check
+int8 is opt-in and its accuracy on your weights is unverified until a fidelity check
 (:func:`pose.fidelity.compare_keypoints`, ``pose-export --precision int8``) says otherwise: that is what
-:data:`INT8_LABEL` says wherever an int8 runtime is described.
+:data:`INT8_LABEL` says wherever an int8 runtime is described. On the benchmark's memorised W32 (``python -m
+benchmarks --only fidelity``) this quantisation fails the check on both runtimes (MinMax, entropy and
+percentile calibration, and an fp32 final layer, were tried), so int8 is never chosen for you.
 
 Symbols: N crops, (H, W) model input.
 """
@@ -27,7 +29,7 @@ from pose.fileio import atomic_path
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
-INT8_LABEL = "int8: accuracy unverified on trained weights"
+INT8_LABEL = "int8: accuracy unverified on your weights (it fails the fidelity check on a memorised W32)"
 QUANTIZE_INSTALL_HINT = "pip install onnxruntime onnx (or pip install pose[export])"
 
 

@@ -3,9 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from pose.hardware import bf16_support, cpu_bf16_units, cpu_flags
+from pose.hardware import bf16_support, cpu_bf16_units, cpu_flags, cpu_model
 
-ZEN4 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n"
+ZEN4 = ("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9R14\n"
+        "flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n")
 SKYLAKE = "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n"
 SPR = "processor\t: 0\nflags\t\t: avx512f avx512_bf16 amx_bf16 amx_tile\n"
 
@@ -13,6 +14,11 @@ SPR = "processor\t: 0\nflags\t\t: avx512f avx512_bf16 amx_bf16 amx_tile\n"
 def test_flags_are_read_from_the_flags_line():
     assert {"avx512_bf16", "avx2"} <= cpu_flags(ZEN4)
     assert cpu_flags("no flags here") == frozenset()
+
+
+def test_model_name_is_read_for_the_benchmark_header():
+    assert cpu_model(ZEN4) == "AMD EPYC 9R14"
+    assert cpu_model(SKYLAKE) == "unknown"
 
 
 @pytest.mark.parametrize("text, units", [(ZEN4, ("avx512_bf16",)), (SKYLAKE, ()), (SPR, ("avx512_bf16", "amx_bf16"))])

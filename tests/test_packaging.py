@@ -43,6 +43,8 @@ def test_the_wheel_carries_every_shipped_keypoint_declaration(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         packed = {Path(n).name: archive.read(n) for n in archive.namelist()
                   if "/data/share/pose/keypoints/" in n and n.endswith(".yaml")}
+        assets = {Path(n).name for n in archive.namelist() if n.startswith("pose/assets/")}
     shipped = {p.name: p.read_bytes() for p in (REPO / "configs" / "keypoints").glob("*.yaml")}
     assert {"coco.yaml", "mpii.yaml"} <= set(shipped)
     assert packed == shipped
+    assert {p.name for p in (REPO / "pose" / "assets").iterdir()} <= assets  # detector, auto-probe photo

@@ -8,6 +8,7 @@ peaks (as a trained network's), on which bf16 and int8 must stay within the boun
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -202,6 +203,25 @@ def test_auto_keeps_fp32_when_too_few_keypoints_are_confident(monkeypatch, tiny,
     info = build_runtime(PeakNet().eval(), "torch-fast", precision="auto", codec=tiny[1],
                          calibration_crops=real_crops).describe()
     assert info["precision"] == "fp32" and "could not be verified" in info["reason"], info
+
+
+@pytest.mark.parametrize("precision, probe_expected", [("auto", True), ("fp32", False)])
+def test_auto_probes_on_the_bundled_photo_without_calibration_images(monkeypatch, tiny_checkpoint, precision,
+                                                                     probe_expected):
+    import pose.loading
+    seen = {}
+
+    def spy(model, backend, **kw):
+        seen["crops"] = kw["calibration_crops"]
+        return backends.TorchBackend(model, "cpu")
+    monkeypatch.setattr(pose.loading, "build_runtime", spy)
+    predictor, _ = pose.loading.load_predictor(str(tiny_checkpoint), precision=precision)
+    if not probe_expected:
+        assert seen["crops"] is None
+        return
+    assert pose.loading.AUTO_PROBE_IMAGE.is_file()
+    expected = sample_crops(predictor, [read_image_rgb(pose.loading.AUTO_PROBE_IMAGE)])
+    np.testing.assert_array_equal(seen["crops"], expected)
 
 
 def test_auto_keeps_fp32_without_bf16_units(monkeypatch, tiny):
