@@ -125,9 +125,7 @@ def _body(args) -> int:
     except BaseException:
         source.close()
         raise
-    if args.random_weights:
-        print(f"WARNING: {UNTRAINED_WARNING}", file=sys.stderr)
-    info = estimator.info()
+    info = estimator.info()  # (the estimator has logged the untrained warning once; it is repeated at the end)
     print(f"pose runtime: {info['backend']} {info['precision']} on {info['device']} ({info['runtime_reason']})")
     summary = write_demo_outputs(poses, source, estimator.spec, output_dir=args.output_dir, kpt_thr=args.kpt_thr,
                                  write_video=not args.no_video, write_csv=args.csv, show=args.show,

@@ -34,3 +34,13 @@ def test_recipe_is_the_w32_memorisation():
     assert list(cfg.MODEL.IMAGE_SIZE) == [192, 256] and cfg.MODEL.EXTRA.STAGE2.NUM_CHANNELS == [32, 64]
     assert cfg.TEST.USE_GT_BBOX and cfg.TEST.DECODER == "udp" and not cfg.DATASET.FLIP
     assert cfg.TRAIN.BATCH_SIZE_PER_GPU == 12 and cfg.MODEL.PRETRAINED == ""
+
+
+def test_best_epoch_is_the_last_of_equal_aps_as_model_best_keeps_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("POSE_CACHE", str(tmp_path))
+    run = memorised_checkpoint().parent
+    run.mkdir(parents=True)
+    vals = [{"type": "val", "epoch": e, "value": ap} for e, ap in ((99, 0.95), (119, 1.0), (139, 1.0), (159, 0.99))]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in vals))
+    status = memorised_status()
+    assert status["best_ap"] == 1.0 and status["best_epoch"] == 139  # model_best.pth is saved on AP >= best

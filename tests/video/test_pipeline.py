@@ -237,11 +237,13 @@ def test_image_folder_gives_rendered_images_and_coco_results(tiny_weights, tmp_p
     assert not list(tmp_path.glob("*.mp4"))
 
 
-def test_random_weights_warn_loudly_and_mark_outputs(tmp_path, capsys):
+def test_random_weights_warn_loudly_and_mark_outputs(tmp_path, capsys, caplog):
     image = COCO_DIR / "000000000785.jpg"
     assert main([str(image), "--random-weights", "--detector", "whole-image", "--no-flip",
                  "--output-dir", str(tmp_path), "--quiet"]) == 0
-    assert "UNTRAINED" in capsys.readouterr().err
+    printed = capsys.readouterr().err.count("UNTRAINED (random) weights")
+    logged = sum("UNTRAINED (random) weights" in r.getMessage() for r in caplog.records)
+    assert (logged, printed) == (1, 1)  # logged as the model loads, printed again after the summary
     (record,) = read_frame_records(tmp_path / "000000000785_keypoints.jsonl")
     assert record["meta"]["untrained_weights"] is True
     assert record["meta"]["model"] == "random:hrnet_w32_coco_256x192"
