@@ -19,7 +19,8 @@ or a cleaned stream URL); the folder is created, and every file opened, only whe
 has decoded, so a refused input leaves nothing behind:
 
 - every input: ``<name>_keypoints.jsonl``, one schema-1 frame record per processed frame, written and
-  flushed as each frame finishes (a killed run keeps every finished frame, never half a record);
+  flushed as each frame finishes (a killed run keeps every finished frame; a SIGKILL during a write can
+  cut the last line short, which :func:`pose.video.records.read_frame_records` drops);
   optional ``<name>_keypoints.csv``.
 - video / webcam / stream: ``<name>_pose.mp4`` (mp4v, annotated). It is written under a hidden temp
   name and renamed when the loop ends, also after Ctrl-C or an error, so the finished frames are kept;

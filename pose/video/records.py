@@ -29,10 +29,12 @@ Every record of one file has the same K. Readers must ignore unknown keys (later
 Why the JSON-lines file is written in place and not via temp file + rename like other outputs: it
 is a stream that can run for hours (webcam), and a kill must not lose the frames already done. Each
 record is serialised first and then handed to the OS as one ``write()`` of a complete,
-newline-terminated line on an unbuffered file, so after a crash or SIGKILL every line in the file is
-a complete record (the file is created new on open, so there is no stale tail to repair).
-:func:`read_frame_records` still drops an unterminated last line, with a warning, as a defence
-against filesystems that could split a write.
+newline-terminated line on an unbuffered file, so after a crash every earlier line is a complete
+record (the file is created new on open, so there is no stale tail to repair). Only the last line
+can be cut short, and only by a kill that lands during its ``write()``: Linux ends a regular-file
+write early at a page boundary when a fatal signal (SIGKILL) is pending, and a record of several
+people with full-precision coordinates spans pages. :func:`read_frame_records` drops such an
+unterminated last line with a warning.
 
 CSV (:class:`FrameCsvWriter`): one row per frame x person with columns ``frame_index,
 timestamp_s, source, track_id, score, bbox_x, bbox_y, bbox_w, bbox_h`` then ``<joint>_x, <joint>_y,

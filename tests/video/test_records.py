@@ -177,14 +177,17 @@ def test_jsonl_survives_sigkill_mid_run(tmp_path):
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
     data = path.read_bytes()
-    assert data.endswith(b"\n")  # never a truncated record
-    lines = data.decode().split("\n")[:-1]
+    # Every line but the last is complete; the last may be cut short only when the kill landed inside
+    # its write() (Linux ends a regular-file write at a page boundary once SIGKILL is pending).
+    *lines, tail = data.decode().split("\n")
     assert len(lines) > 20
     for i, line in enumerate(lines):
         rec = json.loads(line)
         validate_frame_record(rec, num_keypoints=17)
         assert rec["frame_index"] == i and len(rec["persons"]) == 6
-    assert len(read_frame_records(path)) == len(lines)
+    if tail:
+        assert tail.startswith('{"schema_version":1,"frame_index":%d,' % len(lines)), tail[:80]
+    assert [r["frame_index"] for r in read_frame_records(path)] == list(range(len(lines)))
 
 
 def test_csv_writer(rng, tmp_path):
