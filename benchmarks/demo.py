@@ -42,8 +42,10 @@ def detections_in_order(detector, frames: Sequence, overlap: bool) -> Iterator:
     if not overlap:
         yield from map(detector, frames)
         return
+    if not frames:
+        return
     with ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(detector, frames[0]) if len(frames) else None
+        pending = pool.submit(detector, frames[0])
         for t in range(len(frames)):
             found = pending.result()
             if t + 1 < len(frames):

@@ -21,6 +21,9 @@ from pose.errors import DataError
 
 PathLike = Union[str, os.PathLike]
 
+#: The package's bundled files (``pose/assets``: the YOLOX-Nano detector, the ``auto`` probe photo).
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+
 _UMASK_LOCK = threading.Lock()
 
 

@@ -21,7 +21,6 @@ import ast
 import contextlib
 import logging
 import os
-from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
@@ -31,6 +30,7 @@ from pose.checkpoint import FORMAT, load_checkpoint
 from pose.codec import HeatmapCodec, build_codec, decoding_from_config
 from pose.config import config_from_yaml_text, get_default_config, keypoint_spec_for_config, with_overrides
 from pose.errors import CheckpointError, ConfigError, PoseError
+from pose.fileio import ASSETS_DIR
 from pose.keypoints import KeypointSpec
 from pose.models import arch_from_model_cfg, build_model, require_heatmap_head
 from pose.predictor import TopDownPredictor
@@ -54,7 +54,7 @@ Loaded = Tuple[torch.nn.Module, Any, HeatmapCodec, KeypointSpec]
 DEFAULT_MODEL = "hrnet_w32_coco_256x192"
 #: The real photo the ``auto`` precision probe crops when no calibration images are given (COCO val2017
 #: 000000000785, one skier, CC BY 2.0; provenance in ``pose/assets/README.md``).
-AUTO_PROBE_IMAGE = Path(__file__).resolve().parent / "assets" / "probe_coco_000000000785.jpg"
+AUTO_PROBE_IMAGE = ASSETS_DIR / "probe_coco_000000000785.jpg"
 #: Friendly names accepted in ``overrides`` besides dotted config keys.
 OVERRIDE_ALIASES = {"num_keypoints": "MODEL.NUM_JOINTS", "input_size": "MODEL.IMAGE_SIZE",
                     "heatmap_size": "MODEL.HEATMAP_SIZE", "flip_test": "TEST.FLIP_TEST",

@@ -30,13 +30,13 @@ import numpy as np
 
 from pose.data.coco import read_coco_detections
 from pose.errors import ConfigError, DataError, DownloadError
+from pose.fileio import ASSETS_DIR
 from pose.geometry import nms_xyxy, xywh_to_xyxy
 from pose.structures import PersonBox
 
 logger = logging.getLogger(__name__)
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
-YOLOX_NANO_PATH = ASSETS / "yolox_nano.onnx"
+YOLOX_NANO_PATH = ASSETS_DIR / "yolox_nano.onnx"
 DETECTOR_NAMES = ("yolox-nano", "fasterrcnn", "json:PATH", "whole-image")
 #: Runtimes for the YOLOX ONNX file; ``auto`` = the first installed of openvino, onnxruntime, cv2.
 YOLOX_RUNTIMES = ("auto", "openvino", "onnxruntime", "cv2")
