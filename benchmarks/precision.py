@@ -114,6 +114,11 @@ def bench_precision(args) -> List[dict]:
     return rows
 
 
+def _person_ann_ids(gt, image_id) -> List[int]:
+    """Ids of the labelled, non-crowd persons of one image (the GT boxes the fidelity check crops)."""
+    return [a["id"] for a in gt.loadAnns(gt.getAnnIds(imgIds=[image_id], iscrowd=False)) if a["num_keypoints"] > 0]
+
+
 def _predict_gt_boxes(backend, codec, spec, images, gt):
     """(keypoints_img (P, K, 2), COCO results) for every GT person box with the given backend."""
     from pose.evaluation.coco import coco_result
@@ -123,7 +128,7 @@ def _predict_gt_boxes(backend, codec, spec, images, gt):
     predictor = TopDownPredictor(backend, codec, spec, flip_test=False, batch_size=16)
     keypoints, results = [], []
     for image_id, image in images.items():
-        anns = [a for a in gt.loadAnns(gt.getAnnIds(imgIds=[image_id], iscrowd=False)) if a["num_keypoints"] > 0]
+        anns = gt.loadAnns(_person_ann_ids(gt, image_id))
         boxes = [PersonBox(bbox_xywh=tuple(a["bbox"]), score=1.0, image_id=image_id) for a in anns]
         for pose_result in predictor(image, boxes):
             keypoints.append(np.asarray(pose_result.keypoints_img)[:, :2])
@@ -172,19 +177,34 @@ def bench_fidelity(args) -> List[dict]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="pose-bench-") as cache_dir:
         backends = build_variants(model, codec, crops, cache_dir)
+        person_boxes = [a["bbox"] for i in images for a in gt.loadAnns(_person_ann_ids(gt, i))]  # results' order
         ref_kp, ref_results = _predict_gt_boxes(backends[_label("torch", "fp32")], codec, spec, images, gt)
         ref_ap = _coco_ap(gt, ref_results)
         for name, backend in backends.items():
             kp, results = _predict_gt_boxes(backend, codec, spec, images, gt)
-            dist = np.linalg.norm(kp - ref_kp, axis=-1).reshape(-1)
+            per_person = np.linalg.norm(kp - ref_kp, axis=-1)  # (P, K)
+            dist = per_person.reshape(-1)
+            worst = int(per_person.mean(axis=1).argmax())
+            moved = int((per_person > 0.5).any(axis=1).sum())
             ap = _coco_ap(gt, results)
             holds = abs(ap - ref_ap) <= 0.005 and dist.mean() <= MEAN_DISPLACEMENT_BOUND_PX
             label = " (int8 calibrated on these images: in-sample)" if name.endswith("int8") else ""
             rows.append({"section": "fidelity", "name": name, "n": int(dist.size), "value": ap, "unit": "AP",
                          "ap_delta": ap - ref_ap, "mean_px": float(dist.mean()), "max_px": float(dist.max()),
                          "within_half_px": float((dist <= 0.5).mean()), "holds": bool(holds),
+                         "worst_person": {"image_id": int(results[worst]["image_id"]),
+                                          "bbox_xywh": [round(float(v)) for v in person_boxes[worst]],
+                                          "mean_px": float(per_person[worst].mean()),
+                                          "max_px": float(per_person[worst].max()),
+                                          "score": float(results[worst]["score"]),
+                                          "fp32_score": float(ref_results[worst]["score"])},
+                         "persons_moved": moved,
                          "note": f"dAP {ap - ref_ap:+.4f}, displacement mean {dist.mean():.3f} / max "
                                  f"{dist.max():.3f} px (image), {100 * (dist <= 0.5).mean():.1f}% within 0.5 px; "
                                  f"{'holds' if holds else 'does NOT hold'} (|dAP| <= 0.005, mean <= "
-                                 f"{MEAN_DISPLACEMENT_BOUND_PX:g} px){label}"})
+                                 f"{MEAN_DISPLACEMENT_BOUND_PX:g} px){label}; worst of {len(per_person)} "
+                                 f"persons: image {results[worst]['image_id']}, mean "
+                                 f"{per_person[worst].mean():.3f} / max {per_person[worst].max():.3f} px, score "
+                                 f"{results[worst]['score']:.3f} (fp32 {ref_results[worst]['score']:.3f}); "
+                                 f"{moved} persons have a joint moved > 0.5 px"})
     return rows

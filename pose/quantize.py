@@ -10,8 +10,8 @@ not noise.
 int8 is opt-in and its accuracy on your weights is unverified until a fidelity check
 (:func:`pose.fidelity.compare_keypoints`, ``pose-export --precision int8``) says otherwise: that is what
 :data:`INT8_LABEL` says wherever an int8 runtime is described. On the benchmark's memorised W32 (``python -m
-benchmarks --only fidelity``) this quantisation fails the check on both runtimes (MinMax, entropy and
-percentile calibration, and an fp32 final layer, were tried), so int8 is never chosen for you.
+benchmarks --only fidelity``; figures in the README) this quantisation fails the check on both runtimes,
+so int8 is never chosen for you.
 
 Symbols: N crops, (H, W) model input.
 """
